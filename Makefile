@@ -1,0 +1,54 @@
+# medvl-recipes: `make quickstart` runs every stage on the embedded sample data; `make test` runs the checks.
+.PHONY: install quickstart test test-slow quality style clean help
+
+PYTHON     ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+# A GPU user passes their own build, e.g. `make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`.
+TORCH_SPEC ?= torch==2.13.0
+QS         ?= outputs/quickstart
+# Everything below runs offline: models and data are built locally.
+OFFLINE    := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+help:
+	@echo "make install     create $(VENV): torch first ($(TORCH_SPEC)), then medvl-recipes[dev]"
+	@echo "make quickstart  run every stage on the embedded sample data into $(QS)/ (offline, CPU)"
+	@echo "make test        ruff (lint + format check) and pytest (offline, no slow/gpu tests)"
+	@echo "make test-slow   the slow tests too"
+	@echo "make style       ruff format + fix"
+
+install: $(VENV)/.installed
+
+# torch goes in first so that no dependency can pull a multi-GB CUDA build; never torchvision.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+quickstart: install
+	@mkdir -p $(QS)
+	$(OFFLINE) $(BIN)/medvl tiny-models --output-dir $(QS)/models
+	$(OFFLINE) $(BIN)/medvl sample-data --output-dir $(QS)/raw --overwrite
+	@echo
+	@echo "Quickstart outputs are in $(QS)/:"
+	@echo "  models/   tiny random SigLIP and Llama-3.2-Vision checkpoints (from_pretrained-loadable)"
+	@echo "  raw/      embedded sample data in the ROCO, ROCOv2, MedPix 2.0, Open-I and DICOM formats"
+
+quality: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+style: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: quality
+	$(OFFLINE) $(BIN)/pytest
+
+test-slow: install
+	$(OFFLINE) $(BIN)/pytest -m "slow and not gpu"
+
+clean:
+	rm -rf $(QS) .pytest_cache .ruff_cache
