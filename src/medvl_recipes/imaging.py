@@ -129,7 +129,8 @@ def strip_phi(ds):
 
 def _voi_output_range(ds) -> tuple[float, float]:
     """The range `apply_voi_lut` maps into (PS3.3 C.11.2.1.2 / C.11.1.1.1), used to scale its output to 8 bits."""
-    if "VOILUTSequence" in ds and not ("WindowCenter" in ds and "WindowWidth" in ds):
+    # `apply_voi_lut` prefers a VOI LUT Sequence over a window when a file has both.
+    if "VOILUTSequence" in ds:
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         return 0.0, float(2**bits - 1)
     if "ModalityLUTSequence" in ds:

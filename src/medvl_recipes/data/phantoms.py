@@ -546,9 +546,13 @@ def _draw_chest_pa(spec: StudySpec, rng: np.random.Generator) -> Image.Image:
     if fractured:
         side_x = 0.18 if fractured.startswith("right") else 0.82
         y = 0.2 + 0.07 * broken_rib
-        # A lucent gap across the rib with a bright displaced fragment beside it.
-        c.paint(c.band((side_x - 0.02, y - 0.03), (side_x + 0.02, y + 0.03), max(2.0, c.w / 110)), 0.02)
-        _lesion(c, rng, side_x + 0.03, y + 0.01, c.w * 0.018, 0.9)
+        # A lucent gap across the rib and a bright, stepped-off bar (the displaced fragment), not a round opacity
+        # that could pass for a nodule.
+        c.paint(c.band((side_x - 0.02, y - 0.03), (side_x + 0.02, y + 0.03), max(2.5, c.w / 80)), 0.02)
+        step = 0.04 if side_x < 0.5 else -0.04
+        c.paint(
+            c.band((side_x + 0.012 * np.sign(step), y + 0.02), (side_x + step, y + 0.035), max(2.0, c.w / 110)), 0.9
+        )
     return c.finish(rng)
 
 
@@ -793,7 +797,39 @@ def render_study(spec: StudySpec) -> Image.Image:
         spec (`StudySpec`): From `sample_spec`.
     """
     rng = np.random.default_rng([spec.seed, 0xD4A3])
-    return _RENDERERS[spec.study_type](spec, rng)
+    return _vary(_RENDERERS[spec.study_type](spec, rng), np.random.default_rng([spec.seed, 0xAFF1]))
+
+
+def _vary(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Per-study positioning and exposure, so that distinct studies are not perceptual-hash near-duplicates.
+
+    A small rotation/scale/shift (the patient is never placed the same way twice: sides stay on their half),
+    then a gamma and a linear exposure gradient (like the X-ray heel effect or an MR coil's falloff).
+    """
+    width, height = image.size
+    angle = np.deg2rad(rng.uniform(-7, 7))
+    scale = rng.uniform(0.88, 1.1)
+    shift_x, shift_y = rng.uniform(-0.06, 0.06) * width, rng.uniform(-0.06, 0.06) * height
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    cx, cy = width / 2, height / 2
+    # PIL's AFFINE maps output to input coordinates: rotate/scale about the centre, then shift.
+    coeffs = (
+        cos,
+        -sin,
+        cx - cos * (cx + shift_x) + sin * (cy + shift_y),
+        sin,
+        cos,
+        cy - sin * (cx + shift_x) - cos * (cy + shift_y),
+    )
+    background = int(np.median(np.asarray(image)[:4, :4]))
+    moved = image.transform(image.size, Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=background)
+    arr = np.asarray(moved, dtype=np.float32) / 255.0
+    arr = arr ** rng.uniform(0.75, 1.35)
+    direction = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = ((xx / width - 0.5) * np.cos(direction) + (yy / height - 0.5) * np.sin(direction)) * rng.uniform(0.2, 0.5)
+    arr = arr * (1.0 + ramp)
+    return Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
 def generate_study(seed: int, study_type: str | None = None) -> PhantomStudy:
