@@ -1,0 +1,499 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""`medvl prepare`: clean, de-duplicate and split raw sources into a Hub-ready image-text dataset.
+
+    medvl prepare --config recipes/data/sample.yaml --data-root outputs/quickstart/raw \
+        --output-dir outputs/quickstart/dataset [--strict] [--num-proc 2]
+
+Two streaming passes keep memory flat as the input grows:
+1. index + hash: each source adapter streams records; worker processes clean the text, decode and validate the
+   image, downscale it, encode it as PNG and hash it (exact pixel hash + perceptual hash). The PNG bytes go to a
+   spool file on disk; the main process keeps only a small index row per record.
+2. write: duplicate groups are merged with the source's own study/report groups, groups are split, and each
+   split is written as parquet in row-group batches read back from the spool.
+The output is loadable with `datasets.load_dataset(DIR)` and pushable as a Hub dataset repo as it is.
+"""
+
+import argparse
+import hashlib
+import io
+import itertools
+import json
+import logging
+import multiprocessing
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from medvl_recipes.data.cleaning import DROP_REASONS, clean_image, clean_text
+from medvl_recipes.data.dedup import (
+    UnionFind,
+    find_near_duplicate_pairs,
+    leakage_report,
+    normalise_report,
+    perceptual_hash,
+    pixel_hash,
+    union_by_key,
+)
+from medvl_recipes.data.mixture import CleaningConfig, DatasetMixtureConfig, SourceConfig, load_mixture_config
+from medvl_recipes.data.sources import RawRecord, get_source_adapter, normalise_license
+from medvl_recipes.data.split import split_groups
+from medvl_recipes.errors import MedvlError
+
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation")
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "text": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "id": datasets.Value("string"),
+        "group_id": datasets.Value("string"),
+        "license": datasets.Value("string"),
+        "modality": datasets.Value("string"),
+        "findings": datasets.List(
+            {"finding": datasets.Value("string"), "site": datasets.Value("string"), "present": datasets.Value("bool")}
+        ),
+    }
+)
+ROW_GROUP_SIZE = 256
+_BATCH_PER_WORKER = 32
+
+
+@dataclass
+class _IndexRow:
+    source: str
+    id: str
+    source_group: str
+    license: str
+    text: str
+    findings: list[dict]
+    modality: str | None
+    pixel_hash: str
+    phash: int
+    offset: int
+    length: int
+
+
+@dataclass
+class _SourceStats:
+    read: int = 0
+    skipped_by_weight: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    changed: Counter = field(default_factory=Counter)
+    splits: Counter = field(default_factory=Counter)
+    licenses: Counter = field(default_factory=Counter)
+
+
+_WORKER_CONFIG: CleaningConfig | None = None
+
+
+def _init_worker(config: CleaningConfig) -> None:
+    global _WORKER_CONFIG
+    _WORKER_CONFIG = config
+
+
+def process_record(record: RawRecord, config: CleaningConfig) -> dict:
+    """Clean one record: text, then image; encode the image as PNG and hash it.
+
+    Returns a dict with `drop_reason` (or `None`), `detail`, `changes` and, when kept, `text`, `png`,
+    `pixel_hash`, `phash`.
+
+    Args:
+        record (`RawRecord`):
+            The record as read by its adapter.
+        config (`CleaningConfig`):
+            Cleaning options.
+    """
+    if record.drop_reason is not None:
+        return {"drop_reason": record.drop_reason, "detail": "", "changes": []}
+    text = clean_text(record.text, config)
+    if text.drop_reason is not None:
+        return {"drop_reason": text.drop_reason, "detail": repr(record.text[:60]), "changes": text.changes}
+    image = clean_image(record.image, config)
+    changes = text.changes + image.changes
+    if image.drop_reason is not None:
+        return {"drop_reason": image.drop_reason, "detail": image.detail, "changes": changes}
+    buffer = io.BytesIO()
+    # compress_level 6 is PIL's default; fixed explicitly because the output must be byte-identical across runs.
+    image.image.save(buffer, format="PNG", compress_level=6)
+    return {
+        "drop_reason": None,
+        "changes": changes,
+        "text": text.text,
+        "png": buffer.getvalue(),
+        "pixel_hash": pixel_hash(image.image),
+        "phash": perceptual_hash(image.image),
+    }
+
+
+def _process_in_worker(record: RawRecord) -> dict:
+    return process_record(record, _WORKER_CONFIG)
+
+
+def _keep_by_weight(seed: int, source: str, record_id: str, weight: float) -> bool:
+    if weight >= 1.0:
+        return True
+    digest = hashlib.sha256(f"{seed}:{source}:{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < weight
+
+
+def _iter_source(source: SourceConfig, path, seed: int, stats: _SourceStats) -> Iterator[RawRecord]:
+    adapter = get_source_adapter(source.type)
+    resolved = SourceConfig(**{**source.__dict__, "path": str(path)})
+    seen: set[str] = set()
+    for record in adapter(resolved):
+        if not _keep_by_weight(seed, source.name, record.id, source.weight):
+            stats.skipped_by_weight += 1
+            continue
+        if source.max_samples is not None and stats.read >= source.max_samples:
+            return
+        stats.read += 1
+        if source.license:
+            record.license = normalise_license(source.license)
+        if record.id in seen and record.drop_reason is None:
+            record.drop_reason = "duplicate_id"
+        seen.add(record.id)
+        yield record
+
+
+def _map_bounded(pool, records: Iterator[RawRecord], batch_size: int) -> Iterator[tuple[RawRecord, dict]]:
+    """Like `pool.imap`, but never reads more than two batches ahead (`imap` would drain the whole source)."""
+    batches = iter(lambda: list(itertools.islice(records, batch_size)), [])
+    pending = None
+    for batch in batches:
+        submitted = (batch, pool.map_async(_process_in_worker, batch, chunksize=4))
+        if pending is not None:
+            yield from zip(pending[0], pending[1].get(), strict=True)
+        pending = submitted
+    if pending is not None:
+        yield from zip(pending[0], pending[1].get(), strict=True)
+
+
+def _write_split(path: Path, rows: list[_IndexRow], group_of: list[str], indices: list[int], spool) -> str:
+    schema = FEATURES.arrow_schema
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, len(indices), ROW_GROUP_SIZE):
+            batch = []
+            for index in indices[start : start + ROW_GROUP_SIZE]:
+                row = rows[index]
+                spool.seek(row.offset)
+                batch.append(
+                    {
+                        "image": {"bytes": spool.read(row.length), "path": None},
+                        "text": row.text,
+                        "source": row.source,
+                        "id": f"{row.source}:{row.id}",
+                        "group_id": group_of[index],
+                        "license": row.license,
+                        "modality": row.modality,
+                        "findings": row.findings,
+                    }
+                )
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=ROW_GROUP_SIZE)
+        if not indices:
+            writer.write_table(schema.empty_table())
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _normalise_findings(findings: list[dict] | None, where: str) -> list[dict]:
+    try:
+        return [
+            {"finding": str(f["finding"]), "site": f.get("site"), "present": bool(f.get("present", True))}
+            for f in findings or []
+        ]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise MedvlError(f"{where}: findings must be a list of {{finding, site, present}} objects ({err})") from err
+
+
+def _summary_table(stats: dict[str, _SourceStats]) -> str:
+    lines = ["| source | read | kept | train | validation | dropped | changed |", "|---|---|---|---|---|---|---|"]
+    for name, s in stats.items():
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(s.dropped.items())) or "0"
+        changed = ", ".join(f"{k} {v}" for k, v in sorted(s.changed.items())) or "0"
+        lines.append(
+            f"| {name} | {s.read} | {s.kept} | {s.splits['train']} | {s.splits['validation']} | {dropped} | {changed} |"
+        )
+    return "\n".join(lines)
+
+
+def _index_sources(
+    config: DatasetMixtureConfig,
+    data_root,
+    *,
+    spool,
+    stats: dict[str, _SourceStats],
+    strict: bool,
+    num_proc: int,
+    show_progress: bool,
+) -> list[_IndexRow]:
+    """Pass 1: stream every source through the workers; spool kept PNGs, count drops and changes."""
+    rows: list[_IndexRow] = []
+    _init_worker(config.cleaning)
+    pool = None
+    if num_proc > 1:
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        pool = context.Pool(num_proc, initializer=_init_worker, initargs=(config.cleaning,))
+    try:
+        for source in config.sources:
+            source_stats = stats[source.name]
+            records = _iter_source(source, config.resolve_path(source, data_root), config.seed, source_stats)
+            if pool is None:
+                results = ((r, _process_in_worker(r)) for r in records)
+            else:
+                results = _map_bounded(pool, records, _BATCH_PER_WORKER * num_proc)
+            for record, result in tqdm(results, desc=f"prepare {source.name}", unit="rec", disable=not show_progress):
+                source_stats.changed.update(result["changes"])
+                reason = result["drop_reason"]
+                if reason is not None:
+                    source_stats.dropped[reason] += 1
+                    if strict:
+                        detail = f" ({result['detail']})" if result.get("detail") else ""
+                        image = f", image {record.image}" if isinstance(record.image, Path) else ""
+                        raise MedvlError(
+                            f"--strict: source {source.name!r}, record {record.id!r} in {record.file}{image}: "
+                            f"{reason}{detail}; fix or remove the record, or run without --strict"
+                        )
+                    continue
+                offset = spool.tell()
+                spool.write(result["png"])
+                rows.append(
+                    _IndexRow(
+                        source=source.name,
+                        id=record.id,
+                        source_group=record.group_id,
+                        license=record.license,
+                        text=result["text"],
+                        findings=_normalise_findings(record.findings, str(record.file)),
+                        modality=record.modality,
+                        pixel_hash=result["pixel_hash"],
+                        phash=result["phash"],
+                        offset=offset,
+                        length=len(result["png"]),
+                    )
+                )
+        if pool is not None:
+            pool.close()
+            pool.join()
+    finally:
+        if pool is not None:
+            pool.terminate()
+    return rows
+
+
+def _group_duplicates(
+    rows: list[_IndexRow], config: DatasetMixtureConfig, stats: dict[str, _SourceStats]
+) -> tuple[list[_IndexRow], list[str], list[str], list[tuple[int, int]], dict[str, int]]:
+    """Drop exact image+text repeats, then merge source groups and every kind of duplicate into one group.
+
+    Returns the kept rows, their normalised texts, their merged group ids, the near-duplicate pairs and counts.
+    """
+    report_keys = [normalise_report(r.text) for r in rows]
+    dedup_stats: dict[str, int] = {}
+    if config.dedup.drop_exact_duplicates:
+        first_seen: set[tuple[str, str]] = set()
+        keep = []
+        for row, key in zip(rows, report_keys, strict=True):
+            if (row.pixel_hash, key) in first_seen:
+                stats[row.source].dropped["duplicate_pair"] += 1
+            else:
+                first_seen.add((row.pixel_hash, key))
+                keep.append((row, key))
+        dedup_stats["duplicate_pairs_dropped"] = len(rows) - len(keep)
+        rows, report_keys = [r for r, _ in keep], [k for _, k in keep]
+    union_find = UnionFind(len(rows))
+    dedup_stats["merged_by_source_group"] = union_by_key(union_find, (r.source_group for r in rows))
+    dedup_stats["exact_image_duplicates"] = len(rows) - len({r.pixel_hash for r in rows})
+    dedup_stats["merged_by_exact_image"] = union_by_key(union_find, (r.pixel_hash for r in rows))
+    near_pairs = find_near_duplicate_pairs([r.phash for r in rows], config.dedup.near_duplicate_threshold)
+    near_pairs = [(i, j) for i, j in near_pairs if rows[i].pixel_hash != rows[j].pixel_hash]
+    dedup_stats["near_duplicate_pairs"] = len(near_pairs)
+    dedup_stats["near_duplicate_pairs_across_sources"] = sum(rows[i].source != rows[j].source for i, j in near_pairs)
+    dedup_stats["merged_by_near_duplicate"] = sum(union_find.union(i, j) for i, j in near_pairs)
+    dedup_stats["identical_report_duplicates"] = len(rows) - len(set(report_keys))
+    if config.dedup.group_identical_reports:
+        dedup_stats["merged_by_identical_report"] = union_by_key(union_find, report_keys)
+    # A merged group is named by the smallest source group id in it, so names are stable across runs.
+    root_name: dict[int, str] = {}
+    for index, row in enumerate(rows):
+        root = union_find.find(index)
+        root_name[root] = min(root_name.get(root, row.source_group), row.source_group)
+    group_of = [root_name[union_find.find(i)] for i in range(len(rows))]
+    dedup_stats["groups"] = len(set(group_of))
+    dedup_stats["largest_group"] = max(Counter(group_of).values(), default=0)
+    return rows, report_keys, group_of, near_pairs, dedup_stats
+
+
+def prepare_dataset(
+    config: DatasetMixtureConfig | str | Path | dict,
+    *,
+    output_dir: str | Path,
+    data_root: str | Path | None = None,
+    strict: bool = False,
+    num_proc: int | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Clean, de-duplicate and split the sources of a mixture into a dataset folder.
+
+    Args:
+        config (`DatasetMixtureConfig`, `dict` or path to a mixture YAML):
+            The mixture recipe.
+        output_dir (`str` or `pathlib.Path`):
+            Where `data/{train,validation}-00000-of-00001.parquet`, `README.md` and `prepare_report.json` go.
+        data_root (`str` or `pathlib.Path`, *optional*):
+            Overrides the recipe's `data_root` for resolving relative source paths.
+        strict (`bool`, *optional*, defaults to `False`):
+            Raise a `MedvlError` naming source, file and reason at the first record that cleaning drops.
+        num_proc (`int`, *optional*):
+            Worker processes; defaults to the recipe's `num_proc`. `1` runs in this process.
+        show_progress (`bool`, *optional*, defaults to `True`):
+            Show tqdm progress bars.
+
+    Returns:
+        `pathlib.Path`: the output folder.
+    """
+    if isinstance(config, str | Path):
+        config = load_mixture_config(config)
+    elif isinstance(config, dict):
+        config = DatasetMixtureConfig.from_dict(config)
+    num_proc = num_proc or config.num_proc
+    output_dir = Path(output_dir)
+    data_dir = output_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for stale in data_dir.glob("*.parquet"):
+        stale.unlink()
+
+    stats: dict[str, _SourceStats] = {s.name: _SourceStats() for s in config.sources}
+    # The PNG spool is an anonymous temporary file: it disappears however the run ends.
+    with tempfile.TemporaryFile(prefix=".spool-", dir=output_dir) as spool:
+        # Pass 1: index + hash
+        rows = _index_sources(
+            config,
+            data_root,
+            spool=spool,
+            stats=stats,
+            strict=strict,
+            num_proc=num_proc,
+            show_progress=show_progress,
+        )
+        rows, report_keys, group_of, near_pairs, dedup_stats = _group_duplicates(rows, config, stats)
+
+        # Split
+        assignment = split_groups(
+            group_of, [r.source for r in rows], val_fraction=config.val_fraction, seed=config.seed
+        )
+        split_of = [assignment[g] for g in group_of]
+        for row, split in zip(rows, split_of, strict=True):
+            stats[row.source].kept += 1
+            stats[row.source].splits[split] += 1
+            stats[row.source].licenses[row.license] += 1
+        leakage = leakage_report(
+            split_of,
+            [r.pixel_hash for r in rows],
+            report_keys,
+            group_of,
+            [r.source_group for r in rows],
+            near_pairs,
+        )
+
+        # Pass 2: write
+        files = {}
+        for split in SPLITS:
+            indices = [i for i, s in enumerate(split_of) if s == split]
+            path = data_dir / f"{split}-00000-of-00001.parquet"
+            files[path.relative_to(output_dir).as_posix()] = {
+                "rows": len(indices),
+                "sha256": _write_split(path, rows, group_of, indices, spool),
+            }
+
+    report = {
+        "config": config.to_dict(),
+        "data_root": str(data_root) if data_root is not None else config.data_root,
+        "totals": {
+            "read": sum(s.read for s in stats.values()),
+            "kept": len(rows),
+            "train": split_of.count("train"),
+            "validation": split_of.count("validation"),
+            "dropped": dict(sorted(sum((s.dropped for s in stats.values()), Counter()).items())),
+            "changed": dict(sorted(sum((s.changed for s in stats.values()), Counter()).items())),
+        },
+        "sources": {
+            name: {
+                "type": source.type,
+                "read": s.read,
+                "skipped_by_weight": s.skipped_by_weight,
+                "kept": s.kept,
+                "train": s.splits["train"],
+                "validation": s.splits["validation"],
+                "dropped": dict(sorted(s.dropped.items())),
+                "changed": dict(sorted(s.changed.items())),
+                "licenses": dict(sorted(s.licenses.items())),
+            }
+            for (name, s), source in zip(stats.items(), config.sources, strict=True)
+        },
+        "dedup": dedup_stats,
+        "leakage": leakage,
+        "drop_reasons": DROP_REASONS,
+        "files": files,
+    }
+    (output_dir / "prepare_report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    from medvl_recipes.data.card import write_dataset_card
+
+    write_dataset_card(output_dir, report, config)
+    logger.info(
+        "prepared %s: %d train, %d validation\n%s",
+        output_dir,
+        report["totals"]["train"],
+        report["totals"]["validation"],
+        _summary_table(stats),
+    )
+    return output_dir
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`medvl prepare` entry point."""
+    parser = argparse.ArgumentParser(
+        prog="medvl prepare",
+        description="Clean, de-duplicate and split the raw sources of a mixture recipe into a Hub-ready dataset "
+        "(data/{train,validation}-*.parquet, README.md dataset card, prepare_report.json).",
+    )
+    parser.add_argument("--config", required=True, help="Mixture recipe, e.g. recipes/data/sample.yaml.")
+    parser.add_argument("--output-dir", default=None, help="Output folder (default: outputs/datasets/<recipe name>).")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="Folder that relative source paths resolve against (overrides the recipe's data_root).",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="Stop at the first bad record, naming source, file and reason."
+    )
+    parser.add_argument(
+        "--num-proc", type=int, default=None, help="Worker processes (default: the recipe's num_proc)."
+    )
+    parser.add_argument("--seed", type=int, default=None, help="Override the recipe's seed.")
+    parser.add_argument("--val-fraction", type=float, default=None, help="Override the recipe's val_fraction.")
+    args = parser.parse_args(argv)
+    config = load_mixture_config(args.config)
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.val_fraction is not None:
+        config.val_fraction = args.val_fraction
+        config.__post_init__()
+    output_dir = args.output_dir or Path("outputs/datasets") / Path(args.config).stem
+    prepare_dataset(
+        config, output_dir=output_dir, data_root=args.data_root, strict=args.strict, num_proc=args.num_proc
+    )
+    return 0

@@ -1,0 +1,116 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""A folder of DICOM files, captioned from a CSV or from the files' own tags.
+
+`<path>/**/*.dcm` (files without the extension are found by their `DICM` preamble). Captions come from
+`<path>/captions.csv` (option `captions_csv`) with a file column (`file_name`, `file`, `filename` or `path`,
+relative to `<path>`) and a text column (`caption`, `text` or `report`); files it does not list, or every file
+when `options.caption_from: tags`, are captioned from StudyDescription / SeriesDescription / ImageComments.
+Records are grouped by StudyInstanceUID (else PatientID, else the file). Pixel decoding (VOI LUT, windowing,
+MONOCHROME1) happens in prepare via `medvl_recipes.imaging.dicom_to_image`.
+"""
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from medvl_recipes.data.mixture import SourceConfig
+from medvl_recipes.data.sources import (
+    RawRecord,
+    normalise_license,
+    read_findings_sidecar,
+    register_source,
+    require_dir,
+)
+from medvl_recipes.errors import MedvlError
+
+
+_TAGS = [
+    "StudyInstanceUID",
+    "PatientID",
+    "Modality",
+    "StudyDescription",
+    "SeriesDescription",
+    "ImageComments",
+    "BodyPartExamined",
+]
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    if path.suffix or not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(132)[128:] == b"DICM"
+
+
+def _caption_from_tags(header) -> str:
+    parts = [str(getattr(header, tag, "") or "").strip() for tag in ("StudyDescription", "SeriesDescription")]
+    parts = [p for i, p in enumerate(parts) if p and p not in parts[:i]]
+    comments = str(getattr(header, "ImageComments", "") or "").strip()
+    text = ", ".join(parts)
+    return f"{text}. {comments}".strip(". ") if comments else text
+
+
+def _read_captions(path: Path) -> dict[str, str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        file_column = next((c for c in ("file_name", "file", "filename", "path") if c in columns), None)
+        text_column = next((c for c in ("caption", "text", "report") if c in columns), None)
+        if file_column is None or text_column is None:
+            raise MedvlError(
+                f"{path}: expected columns file_name|file|filename|path and caption|text|report, got {columns}"
+            )
+        return {Path(row[file_column]).as_posix(): row[text_column] or "" for row in reader}
+
+
+@register_source("dicom")
+def load_dicom(source: SourceConfig) -> Iterator[RawRecord]:
+    """Yield one record per DICOM file.
+
+    Args:
+        source (`SourceConfig`):
+            `path` is the folder; options `captions_csv` and `caption_from` (`csv` or `tags`).
+    """
+    import pydicom
+
+    root = require_dir(Path(source.path), "dicom")
+    findings = read_findings_sidecar(root)
+    captions_file = root / source.option("captions_csv", "captions.csv")
+    use_tags = source.option("caption_from", "csv") == "tags"
+    captions = _read_captions(captions_file) if captions_file.is_file() and not use_tags else {}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and _is_dicom(p))
+    if not files:
+        raise MedvlError(f"source 'dicom': no DICOM files under {root}")
+    for path in files:
+        relative = path.relative_to(root).as_posix()
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
+        except Exception as err:  # pydicom raises InvalidDicomError, EOFError, struct.error, ...
+            yield RawRecord(
+                id=relative,
+                text="",
+                image=path,
+                group_id=f"dicom:{relative}",
+                license="unknown",
+                file=str(path),
+                drop_reason="corrupt_dicom",
+                meta={"error": str(err)},
+            )
+            continue
+        text = captions.get(relative, captions.get(path.name))
+        if text is None:
+            text = _caption_from_tags(header)
+        group = str(getattr(header, "StudyInstanceUID", "") or getattr(header, "PatientID", "") or relative)
+        modality = str(getattr(header, "Modality", "") or "") or None
+        yield RawRecord(
+            id=relative,
+            text=text,
+            image=path,
+            group_id=f"dicom:{group}",
+            license=normalise_license(None, "unknown"),
+            findings=findings.get(relative, findings.get(path.name, [])),
+            modality=modality,
+            file=str(path),
+        )
