@@ -1,0 +1,206 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""Every dataclass a recipe can set: subclasses of the TRL / transformers configs with only the new fields.
+
+A recipe YAML is the flat union of the fields of the dataclasses its entry point hands to `TrlParser`.
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+from trl import ModelConfig, ScriptArguments
+
+
+NEGATIVES_CHOICES = ("local", "accumulated", "global")
+
+
+@dataclass
+class EncoderScriptArguments(ScriptArguments):
+    """Data arguments of `medvl_recipes.train_encoder` (on top of TRL's `ScriptArguments`).
+
+    Args:
+        image_column (`str`, *optional*, defaults to `"image"`):
+            Dataset column with the images (datasets `Image()`, PIL images, bytes or paths).
+        text_column (`str`, *optional*, defaults to `"text"`):
+            Dataset column with the paired texts (reports, captions).
+        max_length (`int`, *optional*, defaults to `64`):
+            Text length in tokens; texts are padded to it and truncated, as SigLIP was trained.
+        image_size (`int`, *optional*):
+            Square image side in pixels; defaults to the processor's. Other sizes than the checkpoint's
+            (e.g. 448 on a 224 px model) interpolate the position embeddings.
+        max_train_samples (`int`, *optional*):
+            Use only the first N training pairs (quick experiments).
+        max_eval_samples (`int`, *optional*):
+            Use only the first N validation pairs.
+    """
+
+    dataset_test_split: str = field(default="validation", metadata={"help": "Dataset split used for evaluation."})
+    image_column: str = field(default="image", metadata={"help": "Dataset column with the images."})
+    text_column: str = field(default="text", metadata={"help": "Dataset column with the paired texts."})
+    max_length: int = field(
+        default=64, metadata={"help": "Text length in tokens (padded to it and truncated, as SigLIP was trained)."}
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Square image side in pixels; defaults to the processor's (position embeddings are interpolated)."
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training pairs."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation pairs."})
+
+    def __post_init__(self):
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be a positive number of tokens, got {self.max_length}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be a positive number of pixels, got {self.image_size}")
+
+
+@dataclass
+class EncoderModelConfig(ModelConfig):
+    """Model arguments of `medvl_recipes.train_encoder` (on top of TRL's `ModelConfig`).
+
+    Args:
+        freeze_vision_tower (`bool`, *optional*, defaults to `False`):
+            Keep the image tower fixed and train the text tower only (LiT, Zhai et al. 2022).
+        freeze_text_tower (`bool`, *optional*, defaults to `False`):
+            Keep the text tower fixed.
+        init_logit_scale (`float`, *optional*):
+            Re-initialise the log temperature `t` (the paper uses `log(10)`). Keep the checkpoint's when unset.
+        init_logit_bias (`float`, *optional*):
+            Re-initialise the bias `b` (the paper uses `-10`, the log prior odds of a positive in its 32k batches).
+            For a from-scratch run with small batches about `-log(batch size)` learns much faster: at `-10` the
+            embeddings first collapse to absorb the bias, which Adam moves by only ~lr per step.
+    """
+
+    freeze_vision_tower: bool = field(
+        default=False, metadata={"help": "Freeze the image tower and train the text tower only (LiT-style)."}
+    )
+    freeze_text_tower: bool = field(default=False, metadata={"help": "Freeze the text tower."})
+    init_logit_scale: float | None = field(
+        default=None, metadata={"help": "Re-initialise logit_scale (log temperature; the paper: log(10))."}
+    )
+    init_logit_bias: float | None = field(
+        default=None,
+        metadata={"help": "Re-initialise logit_bias (the paper: -10 for 32k batches; ~ -log(batch) for small ones)."},
+    )
+
+
+@dataclass
+class SiglipTrainingConfig(TrainingArguments):
+    """Training arguments of `medvl_recipes.train_encoder` (on top of `transformers.TrainingArguments`).
+
+    Args:
+        negatives (`str`, *optional*, defaults to `"accumulated"`):
+            Which pairs serve as negatives. `"local"`: each micro-batch on its own. `"accumulated"`: the whole
+            gradient-accumulation window (GradCache: gradients equal those of one batch of
+            `per_device_train_batch_size * gradient_accumulation_steps`, with one micro-batch's activation memory).
+            `"global"`: the accumulation window of every data-parallel rank.
+        retrieval_eval (`bool`, *optional*, defaults to `True`):
+            Add image<->text Recall@1/5/10 and mean/median rank on the evaluation split to the evaluation metrics.
+        remove_unused_columns (`bool`, *optional*, defaults to `False`):
+            The pair collator needs the raw image and text columns, so they are kept.
+    """
+
+    negatives: str = field(
+        default="accumulated",
+        metadata={"help": "Negatives for the sigmoid loss.", "choices": list(NEGATIVES_CHOICES)},
+    )
+    retrieval_eval: bool = field(
+        default=True, metadata={"help": "Add retrieval Recall@k and ranks on the evaluation split to eval metrics."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep the raw columns: the pair collator needs them."}
+    )
+
+    def __post_init__(self):
+        if self.negatives not in NEGATIVES_CHOICES:
+            raise ValueError(f"negatives={self.negatives!r} is not supported; choose one of {NEGATIVES_CHOICES}")
+        super().__post_init__()
+
+
+@dataclass
+class DecoderScriptArguments(ScriptArguments):
+    """Data arguments of `medvl_recipes.train_decoder` (on top of TRL's `ScriptArguments`).
+
+    `dataset_name` is a chat-JSONL folder written by `medvl to-chat` (`train.jsonl`, `validation.jsonl`, `images/`).
+
+    Args:
+        loss_on (`str`, *optional*, defaults to `"assistant"`):
+            `"assistant"`: loss on the assistant turns only; `"all"`: on every non-padding, non-image token.
+        too_long (`str`, *optional*, defaults to `"error"`):
+            A sample whose image token(s) `max_length` would cut: `"error"` (raise, naming it) or `"drop"` (counted).
+        max_train_samples (`int`, *optional*):
+            Use only the first N training samples (smoke runs).
+        num_sample_generations (`int`, *optional*, defaults to `0`):
+            After training, generate reports for the first N test-split samples and log them next to their
+            references, with the corpus BLEU of the whole test split (`quickstart`).
+        sample_max_new_tokens (`int`, *optional*, defaults to `64`):
+            `max_new_tokens` of those generations.
+    """
+
+    dataset_test_split: str = field(
+        default="validation", metadata={"help": "Split used for evaluation and sample generations."}
+    )
+    loss_on: str = field(
+        default="assistant",
+        metadata={"help": "Train on the 'assistant' turns only or on 'all' non-padding, non-image tokens."},
+    )
+    too_long: str = field(
+        default="error",
+        metadata={"help": "A sample whose image token max_length would cut: 'error' or 'drop' (counted)."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
+    num_sample_generations: int = field(
+        default=0, metadata={"help": "After training, log N generated reports next to their references, and BLEU."}
+    )
+    sample_max_new_tokens: int = field(default=64, metadata={"help": "max_new_tokens of those generations."})
+
+    def __post_init__(self):
+        if self.loss_on not in ("assistant", "all"):
+            raise ValueError(f"loss_on={self.loss_on!r} is not supported; choose 'assistant' or 'all'")
+        if self.too_long not in ("error", "drop"):
+            raise ValueError(f"too_long={self.too_long!r} is not supported; choose 'error' or 'drop'")
+
+
+@dataclass
+class DecoderModelConfig(ModelConfig):
+    """Model arguments of `medvl_recipes.train_decoder` (on top of TRL's `ModelConfig`: LoRA, QLoRA, dtype, ...).
+
+    With `use_peft` and no `lora_target_modules`, LoRA targets the language model's self-attention and MLP
+    projections (`medvl_recipes.modeling.DEFAULT_LORA_TARGET_MODULES`), never the vision tower.
+
+    Args:
+        freeze_vision_tower (`bool`, *optional*, defaults to `True`):
+            Keep the vision encoder's weights fixed.
+        freeze_language_model (`bool`, *optional*, defaults to `False`):
+            Keep the language model fixed except its cross-attention layers (the Llama 3 paper's image-adapter
+            recipe); the projector stays trainable.
+        max_image_side (`int`, *optional*):
+            Downscale images whose longer side exceeds this before tiling.
+        max_image_tiles (`int`, *optional*):
+            Tiles per image the processor pads to (Llama 3.2 Vision: 4 tiles of 560 px). Must equal the model's
+            `vision_config.max_num_tiles`; it is checked, not changed. Use `max_image_side` for smaller inputs.
+    """
+
+    freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision encoder's weights fixed."})
+    freeze_language_model: bool = field(
+        default=False,
+        metadata={"help": "Train only the cross-attention layers of the language model (and the projector)."},
+    )
+    max_image_side: int | None = field(
+        default=None, metadata={"help": "Downscale images whose longer side exceeds this before tiling."}
+    )
+    max_image_tiles: int | None = field(
+        default=None,
+        metadata={"help": "Tiles per image; must equal the model's vision_config.max_num_tiles (checked)."},
+    )
+
+
+def get_recipe_path(argv: list[str]) -> str | None:
+    """The `--config` recipe path in a command line, so a model card can quote the recipe it was trained with."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None

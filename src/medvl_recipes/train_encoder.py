@@ -1,0 +1,171 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""Fine-tune a SigLIP dual encoder on image-report pairs with the sigmoid contrastive loss.
+
+Tested on 2 CPU cores (`config_smoke.yaml`, a few minutes) and sized for one 80 GB GPU (`config_full.yaml`).
+
+Usage:
+    python -m medvl_recipes.train_encoder --config recipes/siglip-base-patch16-224/encoder/config_smoke.yaml
+    accelerate launch --config_file accelerate_configs/ddp.yaml -m medvl_recipes.train_encoder \
+        --config recipes/siglip-base-patch16-224/encoder/config_full.yaml
+    medvl train-encoder --config recipes/siglip-base-patch16-224/encoder/config_full.yaml --learning_rate 5e-5
+"""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoModel, AutoProcessor, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import TrlParser
+
+from medvl_recipes.cards import write_model_card
+from medvl_recipes.collators import SiglipPairCollator
+from medvl_recipes.configs import EncoderModelConfig, EncoderScriptArguments, SiglipTrainingConfig, get_recipe_path
+from medvl_recipes.encoder_data import check_encoder_model, get_pair_datasets
+from medvl_recipes.errors import MedvlError
+from medvl_recipes.evaluation.retrieval import format_retrieval_table
+from medvl_recipes.trainers import SiglipContrastiveTrainer
+
+
+logger = logging.getLogger(__name__)
+RETRIEVAL_FILE = "retrieval_before_after.json"
+
+
+def _resume_path(training_args) -> str | None:
+    resume = training_args.resume_from_checkpoint
+    if resume is None or str(resume).lower() in {"false", "none", ""}:
+        return None
+    if str(resume).lower() in {"true", "last"}:
+        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        if last is None:
+            raise MedvlError(f"resume_from_checkpoint={resume}: no checkpoint-* folder in {training_args.output_dir}")
+        return last
+    if not Path(resume).is_dir():
+        raise MedvlError(
+            f"resume_from_checkpoint={resume} is not a checkpoint folder; pass a checkpoint-N path or 'last'"
+        )
+    return resume
+
+
+def main(script_args, training_args, model_args, recipe: str | None = None) -> dict:
+    # Seed and logging
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    set_seed(training_args.seed)
+    resume_from = _resume_path(training_args)
+
+    # Data
+    do_eval = training_args.eval_strategy != "no" or training_args.retrieval_eval
+    train_dataset, eval_dataset = get_pair_datasets(script_args, do_eval=do_eval)
+
+    # Processor
+    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    if script_args.image_size is not None:
+        # Saved with the model, so inference resizes like training did.
+        processor.image_processor.size = {"height": script_args.image_size, "width": script_args.image_size}
+
+    # Model
+    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
+    model = AutoModel.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=dtype,
+        attn_implementation=model_args.attn_implementation,
+    )
+    check_encoder_model(model, script_args.max_length, model_args.model_name_or_path)
+    with torch.no_grad():
+        if model_args.init_logit_scale is not None:
+            model.logit_scale.fill_(model_args.init_logit_scale)
+        if model_args.init_logit_bias is not None:
+            model.logit_bias.fill_(model_args.init_logit_bias)
+    for tower, frozen in (
+        ("vision_model", model_args.freeze_vision_tower),
+        ("text_model", model_args.freeze_text_tower),
+    ):
+        if frozen:
+            getattr(model, tower).requires_grad_(False)
+
+    # Trainer
+    collator = SiglipPairCollator(
+        processor,
+        image_column=script_args.image_column,
+        text_column=script_args.text_column,
+        max_length=script_args.max_length,
+    )
+    trainer = SiglipContrastiveTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=processor,
+    )
+    before = trainer.evaluate(metric_key_prefix="eval") if eval_dataset is not None else {}
+
+    # Train
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    # Save
+    trainer.save_model(training_args.output_dir)
+    metrics = dict(train_result.metrics)
+
+    # Evaluate
+    if eval_dataset is not None:
+        after = trainer.evaluate(metric_key_prefix="eval")
+        trainer.log_metrics("eval", after)
+        trainer.save_metrics("eval", after)
+        metrics.update(after)
+        if trainer.is_world_process_zero():
+            table = format_retrieval_table(before, after, prefix="eval_")
+            logger.info("Validation retrieval before -> after training:\n%s", table)
+            with open(Path(training_args.output_dir) / RETRIEVAL_FILE, "w") as f:
+                json.dump({"before": before, "after": after, "table": table}, f, indent=2)
+
+    # Model card and push
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(training_args.output_dir)
+        write_model_card(
+            training_args.output_dir,
+            stage="encoder",
+            base_model=model_args.model_name_or_path,
+            recipe=recipe,
+            dataset=script_args.dataset_name,
+            metrics=metrics,
+            training_args=training_args.to_sanitized_dict(),
+        )
+        if training_args.push_to_hub:
+            from huggingface_hub import HfApi
+
+            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+            api = HfApi(token=training_args.hub_token)
+            api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
+            api.upload_folder(
+                folder_path=training_args.output_dir,
+                repo_id=repo_id,
+                # training_args.bin is a pickle of the arguments, hub_token included: never upload it.
+                ignore_patterns=["checkpoint-*", "runs/*", "training_args.bin"],
+            )
+            logger.info("Pushed %s to https://huggingface.co/%s", training_args.output_dir, repo_id)
+    return metrics
+
+
+def build_parser() -> TrlParser:
+    return TrlParser((EncoderScriptArguments, SiglipTrainingConfig, EncoderModelConfig))
+
+
+def cli(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args, training_args, model_args = build_parser().parse_args_and_config(args=argv)
+    main(script_args, training_args, model_args, recipe=get_recipe_path(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    script_args, training_args, model_args = build_parser().parse_args_and_config()
+    main(script_args, training_args, model_args, recipe=get_recipe_path(sys.argv[1:]))
