@@ -188,6 +188,35 @@ def build_tiny_siglip(output_dir: str | Path, *, seed: int = 0, corpus: list[str
     return output_dir
 
 
+# Starting value of the tanh gates on the cross-attention and its MLP (tanh(0.5) ~ 0.46), and the scale of the
+# cross-attention and projector weights (std = scale / sqrt(fan_in)). See `_open_cross_attention`.
+CROSS_ATTENTION_GATE_INIT = 0.5
+CROSS_ATTENTION_INIT_SCALE = 0.5
+
+
+def _open_cross_attention(model: MllamaForConditionalGeneration) -> None:
+    """Let the image reach the language model from the first step.
+
+    Llama 3.2 Vision starts its cross-attention gates at 0 so that adding vision leaves a *pretrained* language model
+    unchanged. A random tiny model has nothing to protect, and a zero gate blocks every gradient to the cross-attention
+    weights, the projector and the vision tower, so on the sample data the model learned the report style and wrote
+    the same report for every image. Opening the gates and giving the image path unit-order weights (instead of
+    std 0.02 through three stacked layers) makes the image signal large enough to be learned in a smoke run; larger
+    values (gate 1, scale 1) swamp the untrained language model and training stalls.
+    """
+    with torch.no_grad():
+        projector = model.model.multi_modal_projector
+        modules = [projector]
+        for layer in model.model.language_model.layers:
+            if hasattr(layer, "cross_attn_attn_gate"):
+                layer.cross_attn_attn_gate.fill_(CROSS_ATTENTION_GATE_INIT)
+                layer.cross_attn_mlp_gate.fill_(CROSS_ATTENTION_GATE_INIT)
+                attention = layer.cross_attn
+                modules += [attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj]
+        for module in modules:
+            module.weight.normal_(0.0, CROSS_ATTENTION_INIT_SCALE / module.weight.shape[1] ** 0.5)
+
+
 def build_tiny_mllama(output_dir: str | Path, *, seed: int = 0, corpus: list[str] | None = None) -> Path:
     """Write a tiny random `MllamaForConditionalGeneration` and its `MllamaProcessor` to `output_dir`.
 
@@ -244,6 +273,7 @@ def build_tiny_mllama(output_dir: str | Path, *, seed: int = 0, corpus: list[str
     )
     torch.manual_seed(seed)
     model = MllamaForConditionalGeneration(config)
+    _open_cross_attention(model)
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,
         eos_token_id=config.text_config.eos_token_id,

@@ -1,0 +1,93 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""`medvl merge-adapter`: fold a LoRA adapter into its base Llama 3.2 Vision model and save a plain checkpoint.
+
+The merged folder loads with `AutoModelForImageTextToText.from_pretrained` / `AutoProcessor.from_pretrained`, needs
+no PEFT at inference, and generates the same tokens as the base model with the adapter.
+
+Usage:
+
+    medvl merge-adapter --adapter outputs/llama-3.2-11b-vision-lora --output-dir outputs/llama-3.2-11b-vision-merged
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from medvl_recipes.errors import MedvlError
+
+
+logger = logging.getLogger(__name__)
+
+
+def merge_adapter(
+    adapter_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    base_model: str | None = None,
+    dtype: str = "auto",
+) -> Path:
+    """Merge the LoRA adapter in `adapter_dir` into its base model and save the result to `output_dir`.
+
+    Args:
+        adapter_dir (`str` or `Path`):
+            A folder saved by a `use_peft` run (`adapter_config.json`, `adapter_model.safetensors`).
+        output_dir (`str` or `Path`):
+            Where to write the merged model (safetensors), its processor and generation config.
+        base_model (`str`, *optional*):
+            The base model path or Hub id; defaults to `base_model_name_or_path` from `adapter_config.json`.
+        dtype (`str`, *optional*, defaults to `"auto"`):
+            Dtype to load the base model in and save the merged weights with (`auto` keeps the checkpoint's).
+
+    Returns:
+        `Path`: `output_dir`.
+    """
+    from peft import PeftModel
+
+    adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
+    config_path = adapter_dir / "adapter_config.json"
+    if not config_path.is_file():
+        raise MedvlError(f"{config_path}: no LoRA adapter here; pass the output_dir of a `use_peft: true` run")
+    base_model = base_model or json.loads(config_path.read_text()).get("base_model_name_or_path")
+    if not base_model:
+        raise MedvlError(f"{config_path}: no base_model_name_or_path; pass --base-model")
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    logger.info("merging %s into %s", adapter_dir, base_model)
+    model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=torch_dtype)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    model.save_pretrained(output_dir)
+    processor_source = adapter_dir if (adapter_dir / "processor_config.json").is_file() else base_model
+    AutoProcessor.from_pretrained(processor_source).save_pretrained(output_dir)
+    if (adapter_dir / "generation_config.json").is_file():
+        from transformers import GenerationConfig
+
+        GenerationConfig.from_pretrained(adapter_dir).save_pretrained(output_dir)
+    logger.info("wrote the merged model to %s", output_dir)
+    return output_dir
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="medvl merge-adapter",
+        description=(
+            "Merge a LoRA adapter (the output_dir of `medvl train-decoder` with use_peft) into its base model and "
+            "save a checkpoint that loads with from_pretrained, without PEFT."
+        ),
+    )
+    parser.add_argument("--adapter", required=True, type=Path, help="Folder with adapter_config.json.")
+    parser.add_argument("--output-dir", required=True, type=Path, help="Where to write the merged model.")
+    parser.add_argument(
+        "--base-model", default=None, help="Base model path or Hub id (default: the one the adapter records)."
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="Dtype of the merged weights (default: auto, the checkpoint's).",
+    )
+    args = parser.parse_args(argv)
+    merge_adapter(args.adapter, args.output_dir, base_model=args.base_model, dtype=args.dtype)
+    return 0

@@ -1,0 +1,209 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""Model and processor factories for the decoder (Llama 3.2 Vision / Mllama): dtype, QLoRA, LoRA, freezing."""
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+
+from medvl_recipes.errors import MedvlError
+
+
+logger = logging.getLogger(__name__)
+
+# The language model's self-attention and MLP projections. Anchored on `language_model.layers.N.` so it can never
+# match the vision tower, whose layers also have `self_attn.q_proj` and an MLP; PEFT full-matches a string target.
+DEFAULT_LORA_TARGET_MODULES = (
+    r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+)
+
+
+def get_processor(model_args) -> ProcessorMixin:
+    """Load the processor of `model_args.model_name_or_path`, with `max_image_tiles` applied when set.
+
+    Args:
+        model_args (`DecoderModelConfig`):
+            Reads `model_name_or_path`, `model_revision` and `max_image_tiles`.
+    """
+    processor = AutoProcessor.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+    )
+    max_tiles = getattr(model_args, "max_image_tiles", None)
+    if max_tiles:
+        model_tiles = AutoConfig.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.model_revision
+        ).vision_config.max_num_tiles
+        # The processor pads every image to `max_image_tiles` tiles and Mllama's tile position embeddings are
+        # sized for `max_num_tiles`: any other count fails deep inside the vision tower with a reshape error.
+        if max_tiles != model_tiles:
+            raise MedvlError(
+                f"max_image_tiles={max_tiles}, but {model_args.model_name_or_path} takes exactly {model_tiles} tiles "
+                f"per image (vision_config.max_num_tiles); drop max_image_tiles, and use max_image_side to make "
+                "images use fewer of those tiles"
+            )
+        processor.image_processor.max_image_tiles = max_tiles
+    return processor
+
+
+def _torch_dtype(name: str | None):
+    if name in (None, "auto"):
+        return name
+    if not isinstance(getattr(torch, name, None), torch.dtype):
+        raise MedvlError(f"dtype={name!r} is not a torch dtype; use auto, bfloat16, float16 or float32")
+    return getattr(torch, name)
+
+
+def get_lora_config(model_args):
+    """A PEFT `LoraConfig` from `model_args`; targets `DEFAULT_LORA_TARGET_MODULES` unless `lora_target_modules`.
+
+    Args:
+        model_args (`DecoderModelConfig`):
+            Reads `lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`, `lora_modules_to_save`,
+            `use_rslora` and `use_dora`.
+    """
+    from peft import LoraConfig
+
+    target_modules = model_args.lora_target_modules
+    if target_modules is None:
+        target_modules = DEFAULT_LORA_TARGET_MODULES
+    elif len(target_modules) == 1 and not target_modules[0].isidentifier():
+        # A single regex given on the command line or in YAML.
+        target_modules = target_modules[0]
+    return LoraConfig(
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=target_modules,
+        modules_to_save=model_args.lora_modules_to_save,
+        use_rslora=model_args.use_rslora,
+        use_dora=model_args.use_dora,
+        task_type="CAUSAL_LM",
+    )
+
+
+def freeze_parameters(model: PreTrainedModel, *, vision_tower: bool, language_model: bool) -> None:
+    """Set `requires_grad=False` on the vision tower and/or the language model except its cross-attention layers.
+
+    Args:
+        model (`PreTrainedModel`):
+            An `MllamaForConditionalGeneration`.
+        vision_tower (`bool`):
+            Freeze `model.vision_model`.
+        language_model (`bool`):
+            Freeze the language model (embeddings, self-attention layers, final norm, `lm_head`) but not the
+            layers listed in `text_config.cross_attention_layers`, which hold the cross-attention to the image.
+    """
+    cross_layers = set(model.config.get_text_config().cross_attention_layers or [])
+    cross_pattern = re.compile(r"language_model\.layers\.(\d+)\.")
+    for name, param in model.named_parameters():
+        if vision_tower and "vision_model." in name:
+            param.requires_grad_(False)
+        if language_model and ("language_model." in name or name.startswith("lm_head")):
+            match = cross_pattern.search(name)
+            if match is None or int(match.group(1)) not in cross_layers:
+                param.requires_grad_(False)
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """Return `(trainable, total)` parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def get_model(model_args, training_args=None) -> PreTrainedModel:
+    """Load the decoder for training: dtype, optional 4-bit QLoRA, freezing, optional LoRA adapters.
+
+    Args:
+        model_args (`DecoderModelConfig`):
+            Model arguments (`model_name_or_path`, `dtype`, `attn_implementation`, `load_in_4bit`, `use_peft`,
+            the `lora_*` fields, `freeze_vision_tower`, `freeze_language_model`).
+        training_args (`SFTConfig`, *optional*):
+            Reads `gradient_checkpointing` (and its kwargs) to prepare a 4-bit model.
+
+    Returns:
+        `PreTrainedModel` or `peft.PeftModel`.
+    """
+    if model_args.load_in_8bit:
+        raise MedvlError("load_in_8bit is not supported by the decoder recipes; use load_in_4bit (QLoRA)")
+    if model_args.load_in_4bit and not model_args.use_peft:
+        raise MedvlError("load_in_4bit (QLoRA) trains LoRA adapters on a frozen 4-bit model; set use_peft: true")
+    if model_args.load_in_4bit and not torch.cuda.is_available():
+        raise MedvlError(
+            "load_in_4bit (QLoRA) needs a CUDA GPU (bitsandbytes 4-bit kernels); run on a GPU or use config_lora.yaml"
+        )
+    if model_args.use_peft and model_args.freeze_language_model:
+        raise MedvlError(
+            "freeze_language_model trains the cross-attention layers in full and use_peft trains adapters; choose "
+            "one (for LoRA on cross-attention, set lora_target_modules to a regex such as '.*cross_attn\\..*_proj')"
+        )
+    kwargs = {
+        "revision": model_args.model_revision,
+        "dtype": _torch_dtype(model_args.dtype),
+    }
+    if model_args.attn_implementation is not None:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    if model_args.load_in_4bit:
+        from accelerate import PartialState
+        from trl import get_quantization_config
+
+        kwargs["quantization_config"] = get_quantization_config(model_args)
+        # A quantized model cannot be moved after loading: each process loads it onto its own GPU.
+        kwargs["device_map"] = {"": PartialState().local_process_index}
+    model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **kwargs)
+    if getattr(model.config, "model_type", None) != "mllama":
+        logger.warning(
+            "model type %r is not mllama; the recipes are tested on Llama 3.2 Vision", model.config.model_type
+        )
+
+    if model_args.use_peft:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if model_args.load_in_4bit:
+            gradient_checkpointing = bool(training_args and training_args.gradient_checkpointing)
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=gradient_checkpointing,
+                gradient_checkpointing_kwargs=getattr(training_args, "gradient_checkpointing_kwargs", None),
+            )
+        model = get_peft_model(model, get_lora_config(model_args))
+    else:
+        freeze_parameters(
+            model, vision_tower=model_args.freeze_vision_tower, language_model=model_args.freeze_language_model
+        )
+    trainable, total = count_parameters(model)
+    logger.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
+    return model
+
+
+def save_checkpoint(trainer, processor, output_dir: str | Path, *, run_args: dict[str, Any]) -> Path:
+    """Save what a decoder run produced: weights, processor, generation config and all the arguments.
+
+    LoRA runs save the adapter (`adapter_model.safetensors`, `adapter_config.json`), others the full weights
+    (`model.safetensors` shards). `run_args.json` records the script, training and model arguments; the trainer's
+    own `training_args.bin` and the `trainer_state.json` log history are written too.
+
+    Args:
+        trainer (`transformers.Trainer`):
+            The trainer after `train()`.
+        processor (`ProcessorMixin`):
+            Saved next to the weights so the folder loads with `AutoProcessor.from_pretrained`.
+        output_dir (`str` or `Path`):
+            Target folder.
+        run_args (`dict`):
+            `{"script_args": ..., "training_args": ..., "model_args": ...}`, JSON-serialisable.
+    """
+    output_dir = Path(output_dir)
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.generation_config.save_pretrained(output_dir)
+        # The loss curve and the callbacks' statistics, also when no intermediate checkpoint was saved.
+        trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
+        (output_dir / "run_args.json").write_text(json.dumps(run_args, indent=2, default=str) + "\n")
+    return output_dir

@@ -1,0 +1,129 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""Fine-tune Llama 3.2 Vision (Mllama) to write reports from images, with TRL `SFTTrainer` (full, LoRA, QLoRA).
+
+Tested on CPU with the tiny model (`config_smoke.yaml`); the real recipes state their GPU needs in their headers.
+
+Usage:
+
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml -m medvl_recipes.train_decoder \
+        --config recipes/llama-3.2-11b-vision/decoder/config_lora.yaml
+
+    accelerate launch --config_file accelerate_configs/zero3.yaml -m medvl_recipes.train_decoder \
+        --config recipes/llama-3.2-11b-vision/decoder/config_full.yaml
+
+    medvl train-decoder --config recipes/llama-3.2-11b-vision/decoder/config_smoke.yaml
+"""
+
+import dataclasses
+import logging
+import sys
+
+from transformers import set_seed
+from trl import SFTConfig, SFTTrainer, TrlParser
+
+from medvl_recipes.callbacks import TrainingStatsCallback
+from medvl_recipes.collators import VisionSFTCollator, load_chat_split
+from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path
+from medvl_recipes.errors import MedvlError
+from medvl_recipes.modeling import get_model, get_processor, save_checkpoint
+
+
+logger = logging.getLogger(__name__)
+
+
+def main(script_args, training_args, model_args, recipe: str | None = None):
+    set_seed(training_args.seed)
+    if training_args.gradient_checkpointing and not training_args.gradient_checkpointing_kwargs:
+        # Reentrant checkpointing needs inputs that require grad and breaks with frozen towers and DDP.
+        training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    if not script_args.dataset_name:
+        raise MedvlError("dataset_name is not set; point it at a chat folder written by `medvl to-chat`")
+
+    # Data
+    train_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_train_split)
+    if script_args.max_train_samples is not None:
+        train_dataset = train_dataset.select(range(min(script_args.max_train_samples, len(train_dataset))))
+    needs_eval = training_args.eval_strategy != "no" or script_args.num_sample_generations > 0
+    eval_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_test_split) if needs_eval else None
+
+    # Processor and model
+    processor = get_processor(model_args)
+    model = get_model(model_args, training_args)
+    collator = VisionSFTCollator(
+        processor,
+        max_length=training_args.max_length,
+        loss_on=script_args.loss_on,
+        too_long=script_args.too_long,
+        max_image_side=model_args.max_image_side,
+    )
+
+    # Trainer
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
+        processing_class=processor,
+        data_collator=collator,
+    )
+    TrainingStatsCallback().add_to(trainer)
+
+    # Train
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    metrics = dict(result.metrics)
+    if collator.num_dropped:
+        logger.warning("%d training samples were dropped as too long for max_length", collator.num_dropped)
+
+    # Save
+    run_args = {
+        name: dataclasses.asdict(args) for name, args in (("script_args", script_args), ("model_args", model_args))
+    }
+    run_args["training_args"] = training_args.to_dict()
+    save_checkpoint(trainer, processor, training_args.output_dir, run_args=run_args)
+
+    # Evaluate
+    if trainer.is_world_process_zero() and script_args.num_sample_generations > 0:
+        from medvl_recipes.evaluation.generation import log_sample_generations
+
+        samples = log_sample_generations(
+            trainer.accelerator.unwrap_model(trainer.model),
+            processor,
+            eval_dataset,
+            num_logged=script_args.num_sample_generations,
+            max_new_tokens=script_args.sample_max_new_tokens,
+            batch_size=max(training_args.per_device_eval_batch_size, 1),
+        )
+        metrics[f"{script_args.dataset_test_split}_bleu"] = samples["bleu"]
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+
+    # Model card
+    if trainer.is_world_process_zero():
+        from medvl_recipes.cards import write_model_card
+
+        write_model_card(
+            training_args.output_dir,
+            stage="decoder",
+            base_model=model_args.model_name_or_path,
+            recipe=recipe,
+            dataset=script_args.dataset_name,
+            metrics=metrics,
+            training_args=training_args.to_dict(),
+        )
+    return metrics
+
+
+def build_parser() -> TrlParser:
+    return TrlParser((DecoderScriptArguments, SFTConfig, DecoderModelConfig), prog="medvl train-decoder")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args, training_args, model_args = build_parser().parse_args_and_config(args=argv)
+    main(script_args, training_args, model_args, recipe=get_recipe_path(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    sys.exit(cli())
