@@ -1,0 +1,577 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""Named metric registry: BLEU, chrF, ROUGE-L, finding F1, embedding similarity and retrieval.
+
+A metric is registered with `@register_metric(name, higher_is_better=..., stats=..., requires=...)` on its
+aggregation function. `stats(inputs)` returns per-sample sufficient statistics (N, K), shared between metrics that
+use the same function (BLEU and BLEU-1..4 tokenize once). The aggregation maps summed statistics (B, K) to scores
+(B,), so corpus-level metrics (BLEU, chrF, F1) are computed from corpus sums, never averaged per example, and the
+bootstrap (`bootstrap.py`) recomputes them on each resample with one matrix product. Metrics flagged
+`decomposable=False` (median rank) aggregate a resample's raw statistics instead.
+
+Scales: BLEU, chrF, ROUGE-L, F1 and Recall@K are percentages (0-100, as sacrebleu reports); cosines are in
+[-1, 1], probabilities in [0, 1], ranks start at 1.
+"""
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+
+import numpy as np
+
+from medvl_recipes.errors import MedvlError
+from medvl_recipes.evaluation.bootstrap import bootstrap_distribution, confidence_interval, resample_counts
+from medvl_recipes.evaluation.findings import FindingExtractor, f1_stats, macro_f1, micro_f1
+
+
+logger = logging.getLogger(__name__)
+
+RETRIEVAL_KS = (1, 5, 10)
+
+
+@dataclass
+class MetricInputs:
+    """Everything metrics are computed from; a metric runs only when the fields it `requires` are set.
+
+    Args:
+        generations (`list[str]`, *optional*): generated reports.
+        references (`list[list[str]]`, *optional*): per sample one or more reference reports.
+        ground_truth (`list[list[dict]]`, *optional*): structured findings per sample (empty list = unknown).
+        image_emb (`np.ndarray` (N, D), *optional*): L2-normalised SigLIP image embeddings.
+        ref_text_emb, gen_text_emb (`np.ndarray` (N, D), *optional*): L2-normalised SigLIP text embeddings of the
+            first reference / the generation.
+        ref_sent_emb, gen_sent_emb (`np.ndarray` (N, D), *optional*): L2-normalised sentence-transformers
+            embeddings of the first reference / the generation.
+        logit_scale, logit_bias (`float`, *optional*): SigLIP's learned temperature (log) and bias.
+        extractor (`FindingExtractor`, *optional*): finding extractor (the default lexicon when None).
+    """
+
+    generations: list[str] | None = None
+    references: list[list[str]] | None = None
+    ground_truth: list[list[dict]] | None = None
+    image_emb: np.ndarray | None = None
+    ref_text_emb: np.ndarray | None = None
+    gen_text_emb: np.ndarray | None = None
+    ref_sent_emb: np.ndarray | None = None
+    gen_sent_emb: np.ndarray | None = None
+    logit_scale: float | None = None
+    logit_bias: float | None = None
+    extractor: FindingExtractor | None = None
+    _signatures: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.references is not None:
+            self.references = [[r] if isinstance(r, str) else list(r) for r in self.references]
+        lengths = {
+            name: len(value)
+            for name in (
+                "generations",
+                "references",
+                "ground_truth",
+                "image_emb",
+                "ref_text_emb",
+                "gen_text_emb",
+                "ref_sent_emb",
+                "gen_sent_emb",
+            )  # fmt: skip
+            if (value := getattr(self, name)) is not None
+        }
+        if len(set(lengths.values())) > 1:
+            raise MedvlError(
+                f"metric inputs have mismatched lengths {lengths}; every field needs one entry per sample"
+            )
+        for name in ("generations",):
+            value = getattr(self, name)
+            if value is not None and not all(isinstance(v, str) for v in value):
+                raise MedvlError(f"{name} must all be strings; found {sorted({type(v).__name__ for v in value})}")
+        if self.extractor is None:
+            self.extractor = FindingExtractor()
+
+    def has(self, name: str) -> bool:
+        value = getattr(self, name)
+        if name == "ground_truth":
+            return value is not None and any(value)
+        return value is not None
+
+    def __len__(self) -> int:
+        for name in ("references", "generations", "image_emb", "ref_text_emb", "gen_text_emb", "gen_sent_emb"):
+            if getattr(self, name) is not None:
+                return len(getattr(self, name))
+        return 0
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric.
+
+    Args:
+        name (`str`): registry name (used in task YAMLs, `metrics.json`, plots).
+        higher_is_better (`bool`): direction of improvement.
+        stats (`Callable[[MetricInputs], np.ndarray]`): per-sample sufficient statistics (N, K).
+        aggregate (`Callable[[np.ndarray], np.ndarray]`): summed stats (B, K) -> scores (B,); or, when
+            `decomposable=False`, one resample's stats (N, K) -> scalar.
+        requires (`tuple[str, ...]`): `MetricInputs` fields that must be set.
+        decomposable (`bool`): whether `aggregate` takes summed statistics.
+        point (`Callable`, *optional*): exact point estimate from summed stats (sacrebleu's own code for BLEU).
+        per_sample (`bool`): whether to write the per-sample value to `per_sample.jsonl`.
+        scale (`str`): "percent", "cosine", "probability" or "rank" (plots group metrics by scale).
+        signature (`Callable[[MetricInputs], str]`, *optional*): a reproducibility signature.
+    """
+
+    name: str
+    higher_is_better: bool
+    stats: Callable[[MetricInputs], np.ndarray]
+    aggregate: Callable[[np.ndarray], np.ndarray]
+    requires: tuple[str, ...]
+    decomposable: bool = True
+    point: Callable[[np.ndarray], float] | None = None
+    per_sample: bool = True
+    scale: str = "percent"
+    signature: Callable[[MetricInputs], str] | None = None
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(
+    name: str,
+    *,
+    higher_is_better: bool,
+    stats: Callable[[MetricInputs], np.ndarray],
+    requires: Sequence[str],
+    **kwargs,
+) -> Callable:
+    """Register the decorated aggregation function as metric `name` (see `MetricSpec` for the arguments)."""
+
+    def decorator(aggregate: Callable) -> Callable:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is already registered")
+        METRICS[name] = MetricSpec(
+            name=name,
+            higher_is_better=higher_is_better,
+            stats=stats,
+            aggregate=aggregate,
+            requires=tuple(requires),
+            **kwargs,
+        )
+        return aggregate
+
+    return decorator
+
+
+TEXT = ("generations", "references")
+
+
+def _reference_streams(inputs: MetricInputs) -> list[list[str]]:
+    counts = {len(r) for r in inputs.references}
+    if len(counts) > 1:
+        raise MedvlError(f"every sample needs the same number of references for BLEU/chrF; found counts {counts}")
+    return [list(stream) for stream in zip(*inputs.references, strict=True)]
+
+
+def _sacrebleu_bleu():
+    from sacrebleu.metrics import BLEU
+
+    return BLEU()
+
+
+def bleu_stats(inputs: MetricInputs) -> np.ndarray:
+    """sacrebleu's per-sentence BLEU statistics `[hyp_len, ref_len, correct_1..4, total_1..4]` (N, 10)."""
+    bleu = _sacrebleu_bleu()
+    stats = bleu._extract_corpus_statistics(inputs.generations, _reference_streams(inputs))
+    inputs._signatures["bleu"] = str(bleu.get_signature())
+    return np.asarray(stats, dtype=np.float64).reshape(len(inputs.generations), 10)
+
+
+def _bleu_vectorised(summed: np.ndarray, max_order: int) -> np.ndarray:
+    # Mirrors sacrebleu.BLEU.compute_bleu with smooth_method="exp" (its default) over rows of summed statistics.
+    summed = np.atleast_2d(summed)
+    sys_len, ref_len = summed[:, 0], summed[:, 1]
+    correct, total = summed[:, 2:6], summed[:, 6:10]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bp = np.where(sys_len < ref_len, np.where(sys_len > 0, np.exp(1 - ref_len / sys_len), 0.0), 1.0)
+        smooth = np.ones(len(summed))
+        valid = np.ones(len(summed), dtype=bool)
+        log_sum = np.zeros(len(summed))
+        for n in range(max_order):
+            valid &= total[:, n] > 0
+            zero = correct[:, n] == 0
+            smooth = np.where(valid & zero, smooth * 2, smooth)
+            precision = np.where(zero, 100.0 / (smooth * total[:, n]), 100.0 * correct[:, n] / total[:, n])
+            precision = np.where(valid, precision, 0.0)
+            log_sum += np.where(precision > 0, np.log(np.where(precision > 0, precision, 1.0)), -9999999999)
+        score = bp * np.exp(log_sum / max_order)
+    return np.where(correct.sum(1) > 0, score, 0.0)
+
+
+def _bleu_point(max_order: int) -> Callable[[np.ndarray], float]:
+    def point(summed: np.ndarray) -> float:
+        from sacrebleu.metrics import BLEU
+
+        stats = [int(x) for x in summed]
+        return BLEU.compute_bleu(
+            correct=stats[2:6], total=stats[6:10], sys_len=stats[0], ref_len=stats[1],
+            smooth_method="exp", max_ngram_order=max_order,
+        ).score  # fmt: skip
+
+    return point
+
+
+@register_metric(
+    "bleu", higher_is_better=True, stats=bleu_stats, requires=TEXT, point=_bleu_point(4),
+    signature=lambda inputs: inputs._signatures.get("bleu", ""),
+)  # fmt: skip
+def bleu(summed: np.ndarray) -> np.ndarray:
+    """sacrebleu corpus BLEU (13a tokenizer, exp smoothing, up to 4-grams)."""
+    return _bleu_vectorised(summed, 4)
+
+
+def _register_bleu_n(n: int) -> None:
+    # BLEU-n: brevity penalty times the geometric mean of the 1..n-gram precisions (cumulative, as the COCO caption
+    # toolkit reports Bleu_1..4), from the same sacrebleu statistics; BLEU-4 equals `bleu`.
+    register_metric(
+        f"bleu{n}", higher_is_better=True, stats=bleu_stats, requires=TEXT, point=_bleu_point(n), per_sample=False,
+        signature=lambda inputs: inputs._signatures.get("bleu", "") + f"|max-ngram-order:{n}",
+    )(lambda summed: _bleu_vectorised(summed, n))  # fmt: skip
+
+
+for _n in (1, 2, 3, 4):
+    _register_bleu_n(_n)
+
+
+def chrf_stats(inputs: MetricInputs) -> np.ndarray:
+    """sacrebleu's per-sentence chrF statistics (N, 3 * char_order)."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    stats = chrf._extract_corpus_statistics(inputs.generations, _reference_streams(inputs))
+    inputs._signatures["chrf"] = str(chrf.get_signature())
+    return np.asarray(stats, dtype=np.float64).reshape(len(inputs.generations), -1)
+
+
+@register_metric(
+    "chrf", higher_is_better=True, stats=chrf_stats, requires=TEXT,
+    signature=lambda inputs: inputs._signatures.get("chrf", ""),
+)  # fmt: skip
+def chrf(summed: np.ndarray) -> np.ndarray:
+    """sacrebleu corpus chrF (character 6-grams, beta 2)."""
+    from sacrebleu.metrics import CHRF
+
+    scorer = CHRF()
+    return np.array([scorer._compute_f_score(list(row)) for row in np.atleast_2d(summed)])
+
+
+def _mean_stats(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return np.stack([values, np.ones_like(values)], axis=1)  # (N, 2): sum of column 0 / count
+
+
+def _mean(summed: np.ndarray) -> np.ndarray:
+    summed = np.atleast_2d(summed)
+    return summed[:, 0] / np.maximum(summed[:, 1], 1)
+
+
+def rouge_l_stats(inputs: MetricInputs) -> np.ndarray:
+    """Per-sample ROUGE-L F-measure (percent; best over references), as mean statistics (N, 2)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scores = [
+        scorer.score_multi(refs, hyp)["rougeL"].fmeasure * 100.0
+        for hyp, refs in zip(inputs.generations, inputs.references, strict=True)
+    ]
+    return _mean_stats(scores)
+
+
+register_metric(
+    "rougeL", higher_is_better=True, stats=rouge_l_stats, requires=TEXT,
+    signature=lambda inputs: f"rouge-score:{version('rouge-score')}|rougeL|stemmer:yes|fmeasure|mean",
+)(_mean)  # fmt: skip
+
+
+def _first_references(inputs: MetricInputs) -> list[str]:
+    return [refs[0] if refs else "" for refs in inputs.references]
+
+
+def finding_stats_vs_reference(inputs: MetricInputs) -> np.ndarray:
+    """Finding F1 statistics of the generated report against the reference report (N, 3F)."""
+    return f1_stats(
+        inputs.extractor.positive_matrix(inputs.generations),
+        inputs.extractor.positive_matrix(_first_references(inputs)),
+    )
+
+
+def _gt_stats(inputs: MetricInputs, texts: list[str]) -> np.ndarray:
+    stats = f1_stats(
+        inputs.extractor.positive_matrix(texts), inputs.extractor.ground_truth_matrix(inputs.ground_truth)
+    )
+    known = np.array([bool(items) for items in inputs.ground_truth])
+    return stats * known[:, None]  # samples without ground truth add nothing to the sums
+
+
+def finding_stats_vs_ground_truth(inputs: MetricInputs) -> np.ndarray:
+    """Finding F1 statistics of the generated report against the structured ground truth (N, 3F)."""
+    return _gt_stats(inputs, inputs.generations)
+
+
+def finding_stats_reference_vs_ground_truth(inputs: MetricInputs) -> np.ndarray:
+    """Finding F1 of the reference report against the ground truth: the extractor's own accuracy (N, 3F)."""
+    return _gt_stats(inputs, _first_references(inputs))
+
+
+def _lexicon_signature(inputs: MetricInputs) -> str:
+    return f"medvl-findings|findings:{len(inputs.extractor.names)}|uncertain:present"
+
+
+for _suffix, _stats, _requires in [
+    ("", finding_stats_vs_reference, TEXT),
+    ("_gt", finding_stats_vs_ground_truth, ("generations", "ground_truth")),
+    ("_reference_vs_gt", finding_stats_reference_vs_ground_truth, ("references", "ground_truth")),
+]:
+    register_metric(
+        f"finding_f1_micro{_suffix}", higher_is_better=True, stats=_stats, requires=_requires,
+        signature=_lexicon_signature,
+    )(micro_f1)  # fmt: skip
+    register_metric(
+        f"finding_f1_macro{_suffix}", higher_is_better=True, stats=_stats, requires=_requires, per_sample=False,
+        signature=_lexicon_signature,
+    )(macro_f1)  # fmt: skip
+
+
+def _rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(1) / np.maximum(norms, 1e-12)
+
+
+def _sigmoid_probability(cosine: np.ndarray, inputs: MetricInputs) -> np.ndarray:
+    logits = math.exp(inputs.logit_scale) * cosine + inputs.logit_bias
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+_SIMILARITIES = {
+    # name: (requires, per-sample score function, scale)
+    "embedding_cosine": (
+        ("gen_sent_emb", "ref_sent_emb"),
+        lambda x: _rowwise_cosine(x.gen_sent_emb, x.ref_sent_emb),
+        "cosine",
+    ),
+    "siglip_text_cosine": (
+        ("gen_text_emb", "ref_text_emb"),
+        lambda x: _rowwise_cosine(x.gen_text_emb, x.ref_text_emb),
+        "cosine",
+    ),
+    "siglip_image_cosine_gen": (
+        ("image_emb", "gen_text_emb"),
+        lambda x: _rowwise_cosine(x.image_emb, x.gen_text_emb),
+        "cosine",
+    ),
+    "siglip_image_cosine_ref": (
+        ("image_emb", "ref_text_emb"),
+        lambda x: _rowwise_cosine(x.image_emb, x.ref_text_emb),
+        "cosine",
+    ),
+    "siglip_image_prob_gen": (
+        ("image_emb", "gen_text_emb", "logit_scale", "logit_bias"),
+        lambda x: _sigmoid_probability(_rowwise_cosine(x.image_emb, x.gen_text_emb), x),
+        "probability",
+    ),
+    "siglip_image_prob_ref": (
+        ("image_emb", "ref_text_emb", "logit_scale", "logit_bias"),
+        lambda x: _sigmoid_probability(_rowwise_cosine(x.image_emb, x.ref_text_emb), x),
+        "probability",
+    ),
+}
+
+
+def _register_similarity(name: str, requires: tuple, score: Callable, scale: str) -> None:
+    def stats(inputs: MetricInputs) -> np.ndarray:
+        return _mean_stats(score(inputs))
+
+    stats.__name__ = f"{name}_stats"
+    register_metric(name, higher_is_better=True, stats=stats, requires=requires, scale=scale)(_mean)
+
+
+for _name, (_requires, _score, _scale) in _SIMILARITIES.items():
+    _register_similarity(_name, _requires, _score, _scale)
+
+
+def retrieval_ranks(image_emb: np.ndarray, text_emb: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Rank (1 = best) of each pair's true match: image i among all texts, and text i among all images.
+
+    Only strictly higher scores count against the true match (the convention of `evaluation.retrieval`), so a
+    duplicate caption with the same embedding does not push the true pair down.
+
+    Args:
+        image_emb (`np.ndarray` of shape (N, D)): image embeddings; pair i matches text i.
+        text_emb (`np.ndarray` of shape (N, D)): text embeddings.
+
+    Returns:
+        `(i2t_ranks, t2i_ranks)`, each (N,) int.
+    """
+    # float32 embeddings stay float32 (half the matmul time on 10k x 10k); the ranks only compare scores from one
+    # product, so the precision does not bias ties.
+    image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
+    dtype = np.result_type(image_emb.dtype, text_emb.dtype, np.float32)
+    image_emb, text_emb = image_emb.astype(dtype, copy=False), text_emb.astype(dtype, copy=False)
+    if image_emb.shape != text_emb.shape:
+        raise MedvlError(f"image and text embeddings differ in shape: {image_emb.shape} vs {text_emb.shape}")
+    n = len(image_emb)
+    i2t = np.empty(n, dtype=np.int64)
+    t2i = np.zeros(n, dtype=np.int64)
+    diag = np.empty(n, dtype=dtype)
+    # Pass 1: the true pairs' scores taken from the same matrix product as the rest, so that exact ties (duplicate
+    # captions) compare equal rather than differing in the last bit.
+    for start in range(0, n, chunk):
+        sims = image_emb[start : start + chunk] @ text_emb.T  # (C, N)
+        rows = np.arange(len(sims))
+        own = sims[rows, start + rows]
+        diag[start : start + chunk] = own
+        i2t[start : start + chunk] = 1 + (sims > own[:, None]).sum(1)
+    for start in range(0, n, chunk):
+        sims = image_emb[start : start + chunk] @ text_emb.T  # column j: the images' scores for text j
+        t2i += (sims > diag[None, :]).sum(0)
+    return i2t, t2i + 1
+
+
+def retrieval_stats(inputs: MetricInputs) -> np.ndarray:
+    """Per-pair retrieval statistics: `[i2t_rank, t2i_rank, i2t_hit@k..., t2i_hit@k...]` (N, 2 + 2 * len(KS)).
+
+    Bootstrap resamples are over queries with the gallery held fixed (the full evaluation set).
+    """
+    i2t, t2i = retrieval_ranks(inputs.image_emb, inputs.ref_text_emb)
+    hits = [(i2t <= k) for k in RETRIEVAL_KS] + [(t2i <= k) for k in RETRIEVAL_KS]
+    return np.stack([i2t, t2i, *hits], axis=1).astype(np.float64)
+
+
+def _register_retrieval() -> None:
+    requires = ("image_emb", "ref_text_emb")
+    for d, direction in enumerate(("i2t", "t2i")):
+        for j, k in enumerate(RETRIEVAL_KS):
+            column = 2 + d * len(RETRIEVAL_KS) + j
+            register_metric(
+                f"{direction}_recall@{k}", higher_is_better=True, stats=retrieval_stats_with_count,
+                requires=requires, per_sample=False,
+            )(lambda summed, c=column: 100.0 * np.atleast_2d(summed)[:, c] / np.atleast_2d(summed)[:, -1])  # fmt: skip
+        register_metric(
+            f"{direction}_mean_rank", higher_is_better=False, stats=retrieval_stats_with_count, requires=requires,
+            scale="rank",
+        )(lambda summed, c=d: np.atleast_2d(summed)[:, c] / np.atleast_2d(summed)[:, -1])  # fmt: skip
+        register_metric(
+            f"{direction}_median_rank", higher_is_better=False, stats=retrieval_stats_with_count, requires=requires,
+            decomposable=False, per_sample=False, scale="rank",
+        )(lambda stats, c=d: float(np.median(stats[:, c])))  # fmt: skip
+
+
+def retrieval_stats_with_count(inputs: MetricInputs) -> np.ndarray:
+    """`retrieval_stats` plus a trailing column of ones (the number of queries once summed)."""
+    stats = retrieval_stats(inputs)
+    return np.concatenate([stats, np.ones((len(stats), 1))], axis=1)
+
+
+_register_retrieval()
+
+
+def available_metrics(inputs: MetricInputs, names: Sequence[str] | None = None) -> list[str]:
+    """Names of the metrics (all registered, or `names`) whose required inputs are present."""
+    if names:
+        unknown = [n for n in names if n not in METRICS]
+        if unknown:
+            raise MedvlError(f"unknown metrics {unknown}; registered metrics are {sorted(METRICS)}")
+    return [n for n in (names or METRICS) if all(inputs.has(field_) for field_ in METRICS[n].requires)]
+
+
+@dataclass
+class MetricResult:
+    """The outcome of one metric: point estimate, bootstrap interval and what is needed to compare runs."""
+
+    name: str
+    value: float
+    ci_low: float
+    ci_high: float
+    higher_is_better: bool
+    scale: str
+    signature: str
+    stats_key: str
+    per_sample: np.ndarray | None
+
+
+def compute_metrics(
+    inputs: MetricInputs,
+    names: Sequence[str] | None = None,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[dict[str, MetricResult], dict[str, np.ndarray]]:
+    """Compute metrics with bootstrap confidence intervals.
+
+    Args:
+        inputs (`MetricInputs`):
+            The data; metrics whose inputs are missing are skipped (logged).
+        names (`Sequence[str]`, *optional*):
+            Metric names; all registered metrics when None.
+        n_resamples (`int`, *optional*, defaults to 1000):
+            Bootstrap resamples (0 disables the intervals: they equal the point estimate).
+        seed (`int`, *optional*, defaults to 0):
+            Bootstrap seed (the same resamples for every metric).
+        confidence (`float`, *optional*, defaults to 0.95):
+            Interval coverage.
+
+    Returns:
+        `(results, stats)`: metric name -> `MetricResult`, and stats key -> per-sample statistics (N, K) (saved
+        so that `medvl eval compare` can test differences without recomputing).
+
+    Raises:
+        `MedvlError`: when a metric's value is NaN or infinite (e.g. NaN embeddings).
+    """
+    if len(inputs) == 0:
+        raise MedvlError("no samples to evaluate; check --split/--max-samples or the predictions file")
+    selected = available_metrics(inputs, names)
+    skipped = [n for n in (names or METRICS) if n not in selected]
+    if skipped:
+        logger.info("Skipping metrics without their inputs: %s", ", ".join(skipped))
+    stats_cache: dict[str, np.ndarray] = {}
+    # Draw the resamples once for all metrics when they fit in memory (10k samples x 1000 resamples = 40 MB).
+    counts = resample_counts(len(inputs), n_resamples, seed) if 0 < len(inputs) * n_resamples <= 20_000_000 else None
+    results = {}
+    for name in selected:
+        spec = METRICS[name]
+        key = spec.stats.__name__
+        if key not in stats_cache:
+            stats_cache[key] = np.asarray(spec.stats(inputs), dtype=np.float64)
+        stats = stats_cache[key]
+        if not np.isfinite(stats).all():
+            raise MedvlError(
+                f"metric {name!r} got non-finite per-sample values (NaN/inf) at rows "
+                f"{np.where(~np.isfinite(stats).all(1))[0][:10].tolist()}; check the model outputs/embeddings"
+            )
+        if spec.decomposable:
+            summed = stats.sum(0)
+            value = float(spec.point(summed) if spec.point else spec.aggregate(summed[None])[0])
+        else:
+            value = float(spec.aggregate(stats))
+        if not math.isfinite(value):
+            raise MedvlError(f"metric {name!r} is {value}; check its inputs (empty references? NaN embeddings?)")
+        if n_resamples > 0:
+            samples = bootstrap_distribution(
+                stats, spec.aggregate, n_resamples=n_resamples, seed=seed, decomposable=spec.decomposable,
+                counts=counts if spec.decomposable else None,
+            )  # fmt: skip
+            low, high = confidence_interval(samples, confidence)
+        else:
+            low = high = value
+        per_sample = np.asarray(spec.aggregate(stats), dtype=np.float64) if spec.per_sample else None
+        results[name] = MetricResult(
+            name=name,
+            value=value,
+            ci_low=low,
+            ci_high=high,
+            higher_is_better=spec.higher_is_better,
+            scale=spec.scale,
+            signature=spec.signature(inputs) if spec.signature else "",
+            stats_key=key,
+            per_sample=per_sample,
+        )
+    return results, stats_cache

@@ -1,0 +1,157 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""What an eval run writes: metrics.json, per_sample.jsonl, sample_stats.npz, report.md, model-index YAML."""
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medvl_recipes.errors import MedvlError
+
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PER_SAMPLE_FILE = "per_sample.jsonl"
+STATS_FILE = "sample_stats.npz"
+REPORT_FILE = "report.md"
+MODEL_INDEX_FILE = "model_index.yaml"
+GENERATIONS_FILE = "generations.jsonl"
+
+# Pretty names for the model-index `type`/`name` of the metrics the Hub knows.
+_HUB_TYPES = {"bleu": "bleu", "chrf": "chrf", "rougeL": "rouge"}
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: str | Path, payload: Mapping) -> Path:
+    """Write `payload` as indented JSON (numpy scalars/arrays converted)."""
+    path = Path(path)
+    path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+    return path
+
+
+def write_per_sample(path: str | Path, rows: Sequence[Mapping]) -> Path:
+    """Write one JSON object per sample."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=_jsonable) + "\n")
+    return path
+
+
+def save_stats(path: str | Path, ids: Sequence[str], stats: Mapping[str, np.ndarray]) -> Path:
+    """Save per-sample metric statistics (what `medvl eval compare` tests) with the sample ids."""
+    path = Path(path)
+    np.savez_compressed(path, ids=np.asarray(list(ids), dtype=str), **{f"stats__{k}": v for k, v in stats.items()})
+    return path
+
+
+def load_run(run_dir: str | Path) -> tuple[dict, list[str], dict[str, np.ndarray]]:
+    """Load a finished run: `(metrics.json payload, sample ids, stats key -> (N, K) statistics)`.
+
+    Args:
+        run_dir (`str` or `Path`): an eval `--output-dir`.
+    """
+    run_dir = Path(run_dir)
+    metrics_path, stats_path = run_dir / METRICS_FILE, run_dir / STATS_FILE
+    for path in (metrics_path, stats_path):
+        if not path.is_file():
+            raise MedvlError(f"{path} not found; is {run_dir} the --output-dir of a finished `medvl eval` run?")
+    payload = json.loads(metrics_path.read_text(encoding="utf-8"))
+    with np.load(stats_path) as data:
+        ids = [str(i) for i in data["ids"]]
+        stats = {k.removeprefix("stats__"): data[k] for k in data.files if k.startswith("stats__")}
+    return payload, ids, stats
+
+
+def _format(value: float, scale: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.2f}" if scale in ("percent", "rank") else f"{value:.4f}"
+
+
+def render_report(payload: Mapping, plots: Sequence[str] = ()) -> str:
+    """The markdown report of a run: provenance, then one table row per metric with its interval.
+
+    Args:
+        payload (`Mapping`): the metrics.json content.
+        plots (`Sequence[str]`): PNG file names (relative to the report) to embed.
+    """
+    conf = int(round(100 * payload["bootstrap"]["confidence"]))
+    lines = ["# Evaluation report", ""]
+    models = payload.get("models") or {}
+    for role in ("decoder", "encoder", "sentence_model"):
+        if models.get(role):
+            rev = models[role].get("revision")
+            lines.append(f"- **{role}**: `{models[role]['name_or_path']}`" + (f" (revision `{rev}`)" if rev else ""))
+    data = payload["data"]
+    lines.append(
+        f"- **data**: `{data['source']}` split `{data.get('split')}`, {data['num_samples']} samples, "
+        f"fingerprint `{data['fingerprint']}`"
+    )
+    boot = payload["bootstrap"]
+    lines += [
+        f"- **intervals**: bootstrap {conf}% percentile, {boot['n_resamples']} resamples, seed {boot['seed']}",
+        "",
+        f"| metric | value | {conf}% CI | better |",
+        "|---|---:|---:|:---:|",
+    ]
+    for name, m in payload["metrics"].items():
+        ci = f"[{_format(m['ci_low'], m['scale'])}, {_format(m['ci_high'], m['scale'])}]"
+        arrow = "↑" if m["higher_is_better"] else "↓"
+        lines.append(f"| {name} | {_format(m['value'], m['scale'])} | {ci} | {arrow} |")
+    signatures = {m["signature"] for m in payload["metrics"].values() if m.get("signature")}
+    if signatures:
+        lines += ["", "Signatures:", ""] + [f"- `{s}`" for s in sorted(signatures)]
+    if payload.get("finding_f1_per_finding"):
+        lines += ["", "Finding F1 per finding (generated vs reference):", "", "| finding | F1 |", "|---|---:|"]
+        lines += [
+            f"| {name} | {'n/a' if f1 is None else f'{f1:.1f}'} |"
+            for name, f1 in payload["finding_f1_per_finding"].items()
+        ]
+    lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def model_index_yaml(payload: Mapping, *, model_name: str, dataset_type: str, dataset_name: str | None = None) -> str:
+    """A `model-index` YAML block (Hub model-card metadata) with the run's metrics.
+
+    Args:
+        payload (`Mapping`): the metrics.json content.
+        model_name (`str`): the model's name in the card.
+        dataset_type (`str`): dataset id (e.g. "medvl-recipes/sample").
+        dataset_name (`str`, *optional*): pretty dataset name.
+    """
+    import yaml
+    from huggingface_hub import EvalResult
+    from huggingface_hub.repocard_data import eval_results_to_model_index
+
+    results = [
+        EvalResult(
+            task_type="image-to-text",
+            task_name="Radiology report generation",
+            dataset_type=dataset_type,
+            dataset_name=dataset_name or dataset_type,
+            dataset_split=payload["data"].get("split"),
+            metric_type=_HUB_TYPES.get(name, name),
+            metric_name=name,
+            metric_value=round(float(m["value"]), 4),
+            metric_config=m.get("signature") or None,
+            verified=False,
+        )
+        for name, m in payload["metrics"].items()
+    ]
+    index = eval_results_to_model_index(model_name, results)
+    return yaml.safe_dump({"model-index": index}, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,604 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""`medvl eval`: score a decoder, an encoder, or existing predictions on a prepared split; compare two runs.
+
+Usage:
+    medvl eval --config eval/configs/smoke.yaml
+    medvl eval --decoder outputs/decoder --encoder outputs/encoder --dataset data/prepared --split validation
+    medvl eval --predictions other_system.jsonl --encoder outputs/encoder --output-dir outputs/eval-other
+    medvl eval compare outputs/eval-a outputs/eval-b
+
+A decoder run generates a report per image (appended to `generations.jsonl` batch by batch, so `--resume` after a
+crash regenerates nothing that was finished) and computes text metrics; an encoder adds retrieval and SigLIP
+similarities. Everything is written to `--output-dir` (see `report.py`).
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from medvl_recipes.errors import MedvlError
+from medvl_recipes.evaluation import report as report_io
+from medvl_recipes.evaluation.bootstrap import paired_randomization_test
+from medvl_recipes.evaluation.findings import FindingExtractor, per_finding_f1
+from medvl_recipes.evaluation.metrics import METRICS, MetricInputs, compute_metrics
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalArguments:
+    """Arguments of `medvl eval` (YAML keys of `eval/configs/*.yaml`; command-line flags override them)."""
+
+    decoder: str | None = field(default=None, metadata={"help": "Decoder checkpoint folder or Hub id (Mllama)."})
+    encoder: str | None = field(default=None, metadata={"help": "Encoder checkpoint folder or Hub id (SigLIP)."})
+    dataset: str | None = field(default=None, metadata={"help": "Prepared dataset folder (`medvl prepare` output)."})
+    split: str = field(default="validation", metadata={"help": "Split of --dataset to evaluate."})
+    predictions: str | None = field(
+        default=None,
+        metadata={"help": "JSONL of existing generations (id, reference, generation, optional image); no decoder."},
+    )
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N samples."})
+    batch_size: int = field(default=8, metadata={"help": "Batch size for generation and embedding."})
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Where outputs are written."})
+    resume: bool = field(default=False, metadata={"help": "Reuse generations already in --output-dir."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Generation length limit."})
+    prompt: str | None = field(default=None, metadata={"help": "User instruction (default prompt set's first)."})
+    system_prompt: str | None = field(default=None, metadata={"help": "System prompt (the project default if unset)."})
+    metrics: list[str] = field(default_factory=list, metadata={"help": "Metric names; all available when empty."})
+    sentence_model: str | None = field(
+        default=None, metadata={"help": "sentence-transformers model for embedding_cosine (offline MiniLM default)."}
+    )
+    lexicon: str | None = field(default=None, metadata={"help": "Finding lexicon YAML (packaged default if unset)."})
+    n_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples (0: no intervals)."})
+    confidence: float = field(default=0.95, metadata={"help": "Interval coverage."})
+    seed: int = field(default=0, metadata={"help": "Bootstrap seed."})
+    device: str = field(default="auto", metadata={"help": "Torch device ('auto': cuda when available)."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (bf16 on GPU, fp32 on CPU), float32..."})
+    plots: bool = field(default=True, metadata={"help": "Write PNG plots."})
+    model_name: str | None = field(default=None, metadata={"help": "Model name in the model-index block."})
+    dataset_name: str | None = field(default=None, metadata={"help": "Dataset id in the model-index block."})
+
+
+@dataclass
+class Samples:
+    """The samples of a run; `images`/`findings`/`generations` may be None."""
+
+    ids: list[str]
+    references: list[str]
+    images: Sequence | None = None
+    findings: list[list[dict]] | None = None
+    generations: list[str] | None = None
+    source: str = ""
+    split: str | None = None
+    fingerprint: str = ""
+
+
+class _LazyImages(Sequence):
+    # Decodes images of a datasets column only when a batch is sliced, so large splits never sit in memory.
+    def __init__(self, dataset):
+        self._dataset = dataset
+
+    def __len__(self):
+        return len(self._dataset)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [image.convert("RGB") for image in self._dataset[index]["image"]]
+        return self._dataset[int(index)]["image"].convert("RGB")
+
+
+def load_split(dataset_dir: str, split: str, max_samples: int | None = None) -> Samples:
+    """Load a split of a prepared dataset (`medvl prepare` layout).
+
+    Args:
+        dataset_dir (`str`): the dataset folder.
+        split (`str`): split name.
+        max_samples (`int`, *optional*): keep the first N rows.
+    """
+    from datasets import load_dataset
+
+    if not Path(dataset_dir).is_dir():
+        raise MedvlError(f"--dataset {dataset_dir}: no such folder; pass a `medvl prepare` output folder")
+    dsd = load_dataset(str(dataset_dir))
+    if split not in dsd:
+        raise MedvlError(f"--dataset {dataset_dir} has no split {split!r}; available splits: {sorted(dsd)}")
+    ds = dsd[split]
+    missing = {"id", "text"} - set(ds.column_names)
+    if missing:
+        raise MedvlError(f"--dataset {dataset_dir} split {split!r} lacks columns {sorted(missing)}")
+    if max_samples is not None:
+        ds = ds.select(range(min(max_samples, len(ds))))
+    return Samples(
+        ids=[str(i) for i in ds["id"]],
+        references=list(ds["text"]),
+        images=_LazyImages(ds) if "image" in ds.column_names else None,
+        findings=list(ds["findings"]) if "findings" in ds.column_names else None,
+        source=str(dataset_dir),
+        split=split,
+        fingerprint=ds._fingerprint,
+    )
+
+
+def load_predictions(path: str, max_samples: int | None = None) -> Samples:
+    """Load a predictions JSONL: one `{"id", "reference", "generation", "image"?}` per line.
+
+    Args:
+        path (`str`): the file; `image` paths are relative to its folder.
+        max_samples (`int`, *optional*): keep the first N rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MedvlError(f"--predictions {path}: no such file")
+    ids, refs, gens, image_paths = [], [], [], []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise MedvlError(f"{path}:{lineno}: not valid JSON ({err.msg}); one JSON object per line") from err
+            for key in ("id", "reference", "generation"):
+                if key not in row:
+                    raise MedvlError(
+                        f"{path}:{lineno}: missing field {key!r}; each line needs id, reference, generation"
+                    )
+            if not isinstance(row["generation"], str) or not isinstance(row["reference"], str | list):
+                raise MedvlError(f"{path}:{lineno}: `generation` must be a string and `reference` a string or list")
+            ids.append(str(row["id"]))
+            refs.append(row["reference"])
+            gens.append(row["generation"])
+            image_paths.append(row.get("image"))
+            if max_samples is not None and len(ids) >= max_samples:
+                break
+    if len(set(ids)) != len(ids):
+        raise MedvlError(f"{path}: duplicate ids; every line needs a unique id")
+    images = None
+    if any(image_paths):
+        if not all(image_paths):
+            raise MedvlError(f"{path}: `image` is set on some lines only; set it on all lines or none")
+        from medvl_recipes.imaging import load_image
+
+        images = [load_image(path.parent / p).convert("RGB") for p in image_paths]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return Samples(ids=ids, references=refs, images=images, generations=gens, source=str(path), fingerprint=digest)
+
+
+def _attach_dataset(samples: Samples, dataset: Samples) -> None:
+    # Predictions + --dataset: take ground-truth findings (and images) from the dataset rows with the same id.
+    index = {sample_id: i for i, sample_id in enumerate(dataset.ids)}
+    missing = [i for i in samples.ids if i not in index]
+    if missing:
+        raise MedvlError(f"{len(missing)} prediction ids are not in the dataset split (e.g. {missing[:3]})")
+    rows = [index[i] for i in samples.ids]
+    if dataset.findings is not None:
+        samples.findings = [dataset.findings[r] for r in rows]
+    if samples.images is None and dataset.images is not None:
+        samples.images = [dataset.images[r] for r in rows]
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if not hasattr(torch, name):
+        raise MedvlError(f"--dtype {name!r} is not a torch dtype (try float32, bfloat16, float16)")
+    return getattr(torch, name)
+
+
+def _model_info(path: str, model) -> dict:
+    revision = getattr(model.config, "_commit_hash", None)
+    folder = Path(path)
+    if revision is None and folder.is_dir():
+        # A local folder has no commit: fingerprint its config and weight files (names and sizes) instead.
+        digest = hashlib.sha256()
+        for file in sorted(folder.iterdir()):
+            if file.name == "config.json" or file.suffix in {".safetensors", ".bin"}:
+                digest.update(file.name.encode() + str(file.stat().st_size).encode())
+                if file.name == "config.json":
+                    digest.update(file.read_bytes())
+        revision = f"local-{digest.hexdigest()[:12]}"
+    return {"name_or_path": path, "revision": revision, "class": type(model).__name__}
+
+
+def _load_decoder(path: str, device: str, dtype):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from medvl_recipes.evaluation.similarity import check_local_checkpoint
+
+    check_local_checkpoint(path, "decoder")
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device).eval()
+    except OSError as err:
+        raise MedvlError(f"--decoder {path}: cannot load ({err})") from err
+    return model, processor
+
+
+def _load_encoder(path: str, device: str, dtype):
+    from transformers import AutoModel, AutoProcessor
+
+    from medvl_recipes.evaluation.similarity import check_local_checkpoint
+
+    check_local_checkpoint(path, "encoder")
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+        model = AutoModel.from_pretrained(path, dtype=dtype).to(device).eval()
+    except OSError as err:
+        raise MedvlError(f"--encoder {path}: cannot load ({err})") from err
+    return model, processor
+
+
+def _generate(model, processor, images: list, args: EvalArguments) -> list[str]:
+    from medvl_recipes.evaluation.generation import generate_reports
+
+    return generate_reports(
+        model,
+        processor,
+        images,
+        prompt=args.prompt,
+        system_prompt=args.system_prompt,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        show_progress=False,
+    )
+
+
+def _read_finished(output_dir: Path) -> dict[str, str]:
+    """Generations already written by an earlier (possibly crashed) run: id -> text."""
+    done: dict[str, str] = {}
+    for name in (report_io.PER_SAMPLE_FILE, report_io.GENERATIONS_FILE):
+        path = output_dir / name
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                try:
+                    row = json.loads(line)
+                    done[str(row["id"])] = row["generation"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    # A crash can cut the last line short; that sample is simply generated again.
+                    logger.warning("%s:%d: unreadable line skipped (will regenerate)", path, lineno)
+    return done
+
+
+def _generation_line(sample_id: str, reference, generation: str) -> str:
+    return json.dumps({"id": sample_id, "reference": reference, "generation": generation}) + "\n"
+
+
+def generate_with_resume(model, processor, samples: Samples, args: EvalArguments) -> list[str]:
+    """Generate a report per sample, appending each finished batch to `generations.jsonl` (flushed, fsynced).
+
+    With `args.resume`, generations found in the output folder are reused and only the rest is generated.
+
+    Args:
+        model, processor: the decoder and its processor.
+        samples (`Samples`): samples with images.
+        args (`EvalArguments`): batch size, generation options, output folder, resume flag.
+    """
+    output_dir = Path(args.output_dir)
+    partial = output_dir / report_io.GENERATIONS_FILE
+    done = _read_finished(output_dir) if args.resume else {}
+    if not args.resume and partial.exists():
+        partial.unlink()
+    wanted = set(samples.ids)
+    done = {k: v for k, v in done.items() if k in wanted}
+    todo = [i for i, sample_id in enumerate(samples.ids) if sample_id not in done]
+    if done:
+        logger.info("Resuming: %d generations reused, %d to generate", len(done), len(todo))
+    if args.resume and done and not partial.exists():
+        # Keep the reused generations in the partial file too, so a second crash still finds them.
+        with partial.open("w", encoding="utf-8") as f:
+            for i, sample_id in enumerate(samples.ids):
+                if sample_id in done:
+                    f.write(_generation_line(sample_id, samples.references[i], done[sample_id]))
+    with partial.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc="generate", unit="report") as bar:
+        for start in range(0, len(todo), args.batch_size):
+            rows = todo[start : start + args.batch_size]
+            images = [samples.images[i] for i in rows]
+            texts = _generate(model, processor, images, args)
+            if len(texts) != len(rows):
+                raise MedvlError(f"generation returned {len(texts)} reports for {len(rows)} images")
+            for i, text in zip(rows, texts, strict=True):
+                done[samples.ids[i]] = text
+                f.write(_generation_line(samples.ids[i], samples.references[i], text))
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(rows))
+    return [done[sample_id] for sample_id in samples.ids]
+
+
+def _signatures_payload(results) -> dict:
+    return {
+        name: {
+            "value": r.value,
+            "ci_low": r.ci_low,
+            "ci_high": r.ci_high,
+            "higher_is_better": r.higher_is_better,
+            "scale": r.scale,
+            "signature": r.signature,
+            "stats_key": r.stats_key,
+        }
+        for name, r in results.items()
+    }
+
+
+def run_evaluation(args: EvalArguments) -> dict:
+    """Run an evaluation end to end and write every output to `args.output_dir`.
+
+    Args:
+        args (`EvalArguments`): the run's arguments.
+
+    Returns:
+        `dict`: the metrics.json payload.
+    """
+    started = time.perf_counter()
+    if not (args.decoder or args.encoder or args.predictions):
+        raise MedvlError("nothing to evaluate: pass --decoder, --encoder and/or --predictions")
+    if args.predictions is None and args.dataset is None:
+        raise MedvlError("pass --dataset DIR (a prepared dataset) or --predictions FILE.jsonl")
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = _device(args.device)
+    dtype = _dtype(args.dtype, device)
+
+    # Data
+    if args.predictions:
+        samples = load_predictions(args.predictions, args.max_samples)
+        if args.dataset:
+            _attach_dataset(samples, load_split(args.dataset, args.split))
+            samples.split = args.split
+        if args.decoder:
+            logger.warning("--predictions given: the decoder %s is not used", args.decoder)
+    else:
+        samples = load_split(args.dataset, args.split, args.max_samples)
+    if not samples.ids:
+        raise MedvlError(f"{samples.source}: no samples to evaluate")
+    models: dict = {}
+
+    # Generation
+    if args.decoder and not args.predictions:
+        if samples.images is None:
+            raise MedvlError(f"{samples.source} has no `image` column; a decoder needs images")
+        decoder, processor = _load_decoder(args.decoder, device, dtype)
+        models["decoder"] = _model_info(args.decoder, decoder)
+        samples.generations = generate_with_resume(decoder, processor, samples, args)
+        del decoder
+
+    # Embeddings
+    inputs = MetricInputs(
+        generations=samples.generations,
+        references=samples.references,
+        ground_truth=samples.findings,
+        extractor=FindingExtractor(args.lexicon),
+    )
+    wanted = set(args.metrics or METRICS)
+    if args.encoder:
+        from medvl_recipes.evaluation.similarity import siglip_embeddings
+
+        encoder, enc_processor = _load_encoder(args.encoder, device, dtype)
+        models["encoder"] = _model_info(args.encoder, encoder)
+        embedded = siglip_embeddings(
+            encoder,
+            enc_processor,
+            images=samples.images,
+            references=[r if isinstance(r, str) else r[0] for r in samples.references],
+            generations=samples.generations,
+            batch_size=args.batch_size,
+        )
+        for key, value in embedded.items():
+            setattr(inputs, key, value)
+        del encoder
+    if samples.generations is not None and "embedding_cosine" in wanted:
+        from medvl_recipes.evaluation.similarity import (
+            default_sentence_model_path,
+            load_sentence_model,
+            sentence_embeddings,
+        )
+
+        st_model = load_sentence_model(args.sentence_model, device=device)
+        models["sentence_model"] = {"name_or_path": args.sentence_model or default_sentence_model_path()}
+        inputs.gen_sent_emb = sentence_embeddings(st_model, samples.generations, batch_size=args.batch_size * 8)
+        inputs.ref_sent_emb = sentence_embeddings(
+            st_model, [r if isinstance(r, str) else r[0] for r in samples.references], batch_size=args.batch_size * 8
+        )
+
+    # Metrics
+    results, stats = compute_metrics(
+        inputs, args.metrics or None, n_resamples=args.n_resamples, seed=args.seed, confidence=args.confidence
+    )
+    payload = {
+        "metrics": _signatures_payload(results),
+        "models": models,
+        "data": {
+            "source": samples.source,
+            "split": samples.split,
+            "num_samples": len(samples.ids),
+            "fingerprint": samples.fingerprint,
+        },
+        "bootstrap": {
+            "n_resamples": args.n_resamples,
+            "seed": args.seed,
+            "confidence": args.confidence,
+            "method": "percentile",
+        },
+        "config": asdict(args),
+        "elapsed_s": None,
+    }
+    if "finding_stats_vs_reference" in stats:
+        payload["finding_f1_per_finding"] = per_finding_f1(
+            stats["finding_stats_vs_reference"].sum(0), inputs.extractor.names
+        )
+    _write_outputs(output_dir, args, samples, inputs, results, stats, payload, time.perf_counter() - started)
+    return payload
+
+
+def _write_outputs(output_dir, args, samples, inputs, results, stats, payload, elapsed) -> None:
+    payload["elapsed_s"] = round(elapsed, 3)
+    extractor = inputs.extractor
+    rows = []
+    for i, sample_id in enumerate(samples.ids):
+        reference = samples.references[i]
+        row = {"id": sample_id, "reference": reference}
+        row["findings_reference"] = extractor.extract(reference if isinstance(reference, str) else reference[0])
+        if samples.generations is not None:
+            row["generation"] = samples.generations[i]
+            row["findings_generation"] = extractor.extract(samples.generations[i])
+        row["scores"] = {name: float(r.per_sample[i]) for name, r in results.items() if r.per_sample is not None}
+        rows.append(row)
+    report_io.write_per_sample(output_dir / report_io.PER_SAMPLE_FILE, rows)
+    report_io.save_stats(output_dir / report_io.STATS_FILE, samples.ids, stats)
+    plots = []
+    if args.plots:
+        from medvl_recipes.evaluation import plots as plotting
+
+        plotting.plot_metric_bars(payload["metrics"], output_dir / "metrics.png")
+        plots.append("metrics.png")
+        if "retrieval_stats_with_count" in stats:
+            ranks = stats["retrieval_stats_with_count"]
+            plotting.plot_recall_curve(ranks[:, 0], ranks[:, 1], output_dir / "recall_at_k.png")
+            plots.append("recall_at_k.png")
+        per_sample = {name: r.per_sample for name, r in results.items() if r.per_sample is not None}
+        if plotting.plot_similarity_histograms(per_sample, output_dir / "similarity_histograms.png"):
+            plots.append("similarity_histograms.png")
+    model_name = args.model_name or Path(args.decoder or args.encoder or samples.source).name
+    dataset_type = args.dataset_name or (Path(args.dataset).name if args.dataset else Path(samples.source).stem)
+    model_index = report_io.model_index_yaml(payload, model_name=model_name, dataset_type=dataset_type)
+    (output_dir / report_io.MODEL_INDEX_FILE).write_text(model_index, encoding="utf-8")
+    payload["model_index"] = model_index
+    report_io.write_json(output_dir / report_io.METRICS_FILE, payload)
+    markdown = report_io.render_report(payload, plots)
+    markdown += "\n## model-index\n\n```yaml\n" + model_index + "```\n"
+    (output_dir / report_io.REPORT_FILE).write_text(markdown, encoding="utf-8")
+    (output_dir / report_io.GENERATIONS_FILE).unlink(missing_ok=True)
+    logger.info("Wrote %s (%d samples, %d metrics, %.1fs)", output_dir, len(samples.ids), len(results), elapsed)
+
+
+def compare_runs(
+    run_a: str | Path, run_b: str | Path, *, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> list[dict]:
+    """Paired approximate-randomisation test of every metric the two runs share, on their common samples.
+
+    Args:
+        run_a, run_b (`str` or `Path`): eval output folders.
+        n_resamples (`int`, *optional*, defaults to 1000): random swaps per metric.
+        seed (`int`, *optional*, defaults to 0): seed.
+        alpha (`float`, *optional*, defaults to 0.05): significance level.
+
+    Returns:
+        `list[dict]`: per metric `{metric, a, b, delta, p_value, significant, better}`.
+    """
+    payload_a, ids_a, stats_a = report_io.load_run(run_a)
+    payload_b, ids_b, stats_b = report_io.load_run(run_b)
+    index_b = {sample_id: i for i, sample_id in enumerate(ids_b)}
+    common = [i for i, sample_id in enumerate(ids_a) if sample_id in index_b]
+    if not common:
+        raise MedvlError(f"{run_a} and {run_b} share no sample ids; compare runs on the same split")
+    if len(common) < max(len(ids_a), len(ids_b)):
+        logger.warning("Comparing on the %d samples both runs share (%d / %d)", len(common), len(ids_a), len(ids_b))
+    rows_b = [index_b[ids_a[i]] for i in common]
+    out = []
+    for name, meta_a in payload_a["metrics"].items():
+        meta_b = payload_b["metrics"].get(name)
+        if meta_b is None or name not in METRICS:
+            continue
+        spec = METRICS[name]
+        sa, sb = stats_a[meta_a["stats_key"]][common], stats_b[meta_b["stats_key"]][rows_b]
+        delta, p_value = paired_randomization_test(
+            sa, sb, spec.aggregate, n_resamples=n_resamples, seed=seed, decomposable=spec.decomposable
+        )
+        value_a = delta + (float(spec.aggregate(sb.sum(0)[None])[0]) if spec.decomposable else spec.aggregate(sb))
+        better = "A" if (delta > 0) == spec.higher_is_better else "B"
+        out.append(
+            {
+                "metric": name,
+                "a": value_a,
+                "b": value_a - delta,
+                "delta": delta,
+                "p_value": p_value,
+                "significant": p_value < alpha,
+                "better": better if p_value < alpha else "-",
+            }
+        )
+    return out
+
+
+def _compare_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="medvl eval compare",
+        description="Paired approximate-randomisation test per metric between two eval runs on the same samples.",
+    )
+    parser.add_argument("run_a", help="Output folder of run A.")
+    parser.add_argument("run_b", help="Output folder of run B.")
+    parser.add_argument("--n-resamples", type=int, default=1000, help="Random swaps per metric (default 1000).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed (default 0).")
+    parser.add_argument("--alpha", type=float, default=0.05, help="Significance level (default 0.05).")
+    parser.add_argument("--output", help="Also write the table as JSON to this file.")
+    args = parser.parse_args(argv)
+    rows = compare_runs(args.run_a, args.run_b, n_resamples=args.n_resamples, seed=args.seed, alpha=args.alpha)
+    lines = [
+        f"A = {args.run_a}  B = {args.run_b}  (approximate randomisation, {args.n_resamples} swaps, alpha {args.alpha})",
+        "",
+        "| metric | A | B | A - B | p | significant |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    for r in rows:
+        mark = f"yes ({r['better']} better)" if r["significant"] else "no"
+        lines.append(
+            f"| {r['metric']} | {r['a']:.4f} | {r['b']:.4f} | {r['delta']:+.4f} | {r['p_value']:.4f} | {mark} |"
+        )
+    n_sig = sum(r["significant"] for r in rows)
+    lines += ["", f"{n_sig} of {len(rows)} metrics differ significantly."]
+    sys.stdout.write("\n".join(lines) + "\n")
+    if args.output:
+        report_io.write_json(args.output, {"run_a": str(args.run_a), "run_b": str(args.run_b), "results": rows})
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> EvalArguments:
+    """Parse `--config YAML` plus overriding flags into `EvalArguments`."""
+    from trl import TrlParser
+
+    parser = TrlParser(
+        (EvalArguments,),
+        prog="medvl eval",
+        description="Evaluate a decoder, an encoder or a predictions JSONL (`--config eval/configs/<name>.yaml`; flags "
+        "override the YAML). `medvl eval compare RUN_A RUN_B` tests the differences between two runs.",
+    )
+    try:
+        (args,) = parser.parse_args_and_config(argv)
+    except ValueError as err:
+        raise MedvlError(f"bad eval config: {err}") from err
+    return args
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Entry point of `medvl eval` (and `python eval/run_eval.py`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        return _compare_cli(argv[1:])
+    args = parse_args(argv)
+    payload = run_evaluation(args)
+    summary = ", ".join(f"{name} {m['value']:.4g}" for name, m in list(payload["metrics"].items())[:8])
+    logger.info("%s", summary)
+    sys.stdout.write(f"Wrote {Path(args.output_dir) / report_io.REPORT_FILE}\n")
+    return 0
