@@ -1,0 +1,332 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""`medvl push` against the local Hub stand-in in `tests/hub_server.py`, then reading everything back.
+
+Pushes run in-process (with huggingface_hub's endpoint patched to the server); the read-back runs in a fresh
+Python process whose `HF_ENDPOINT` points at the server, exactly as a user's would.
+"""
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard, SpaceCard, constants
+
+from medvl_recipes.cards import write_model_card
+from medvl_recipes.cli import main as medvl
+from tests.fixtures.factories import write_prepared_dataset
+from tests.hub_server import HubServer
+
+
+TOKEN = "hf_medvlTestToken9f3a1cDoNotLeak"
+MODEL_INDEX = [
+    {
+        "name": "medvl-decoder",
+        "results": [
+            {
+                "task": {"type": "image-text-to-text"},
+                "dataset": {"type": "tester/medvl-data", "name": "medvl data (validation)"},
+                "metrics": [{"type": "bleu", "value": 3.25}],
+            }
+        ],
+    }
+]
+
+READ_BACK = r"""
+import json, sys
+from pathlib import Path
+import torch
+from datasets import load_dataset
+from huggingface_hub import snapshot_download
+from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+out, enc_dir, dec_dir, data_dir = (Path(p) for p in sys.argv[1:5])
+result = {"snapshots": {}}
+for name, repo_type, revision in [
+    ("tester/medvl-encoder", "model", None), ("tester/medvl-decoder", "model", "v1"),
+    ("tester/medvl-data", "dataset", None), ("tester/medvl-demo", "space", None),
+]:
+    result["snapshots"][name] = snapshot_download(
+        name, repo_type=repo_type, revision=revision, local_dir=out / name.split("/")[1]
+    )
+
+torch.manual_seed(0)
+pixel_values = torch.rand(2, 3, 32, 32)
+outputs = {}
+for tag, source, kwargs in [("local", enc_dir, {}), ("hub", "tester/medvl-encoder", {})]:
+    model = AutoModel.from_pretrained(source, **kwargs).eval()
+    processor = AutoProcessor.from_pretrained(source, **kwargs)
+    size = processor.image_processor.size
+    ids = processor(text=["left pleural effusion", "no finding"], padding="max_length", return_tensors="pt")
+    pixels = torch.nn.functional.interpolate(pixel_values, size=(size["height"], size["width"]))
+    with torch.no_grad():
+        outputs[f"encoder_{tag}"] = model(input_ids=ids["input_ids"], pixel_values=pixels).logits_per_image
+for tag, source, kwargs in [("local", dec_dir, {}), ("hub", "tester/medvl-decoder", {"revision": "v1"})]:
+    model = AutoModelForImageTextToText.from_pretrained(source, **kwargs).eval()
+    processor = AutoProcessor.from_pretrained(source, **kwargs)
+    input_ids = processor.tokenizer("A nodule in the left upper zone.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        outputs[f"decoder_{tag}"] = model(input_ids=input_ids).logits
+        outputs[f"generate_{tag}"] = model.generate(input_ids=input_ids, max_new_tokens=8, do_sample=False)
+torch.save(outputs, out / "outputs.pt")
+
+local = load_dataset(str(data_dir))
+hub = load_dataset("tester/medvl-data")
+# Arrow rows hold the encoded image bytes, so equal rows mean byte-identical images too.
+result["dataset"] = {
+    split: {"equal": local[split].with_format("arrow")[:].to_pylist() == hub[split].with_format("arrow")[:].to_pylist(),
+            "rows": len(hub[split])}
+    for split in local
+}
+(out / "result.json").write_text(json.dumps(result))
+"""
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    server = HubServer(token=TOKEN).start()
+    # huggingface_hub reads HF_ENDPOINT/HF_HUB_OFFLINE at import time (conftest imported it offline).
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    yield server
+    server.stop()
+
+
+def _trained_dirs(tiny_models, tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    encoder = tmp_path / "encoder"
+    decoder = tmp_path / "decoder"
+    shutil.copytree(tiny_models["siglip"], encoder)
+    shutil.copytree(tiny_models["mllama"], decoder)
+    data_dir = write_prepared_dataset(tmp_path / "dataset", n_train=6, n_val=3)
+    (data_dir / "README.md").write_text("---\nlicense: cc-by-4.0\npretty_name: medvl fixture\n---\n# fixture data\n")
+    recipe = tmp_path / "config_smoke.yaml"
+    recipe.write_text("# Model arguments\nmodel_name_or_path: tiny\n# Training arguments\nlearning_rate: 1.0e-3\n")
+    write_model_card(
+        encoder,
+        stage="encoder",
+        base_model="google/siglip-base-patch16-224",
+        recipe=recipe,
+        dataset=data_dir,
+        metrics={"i2t_recall@1": 0.5},
+        training_args={"hub_token": TOKEN},
+    )
+    write_model_card(decoder, stage="decoder", base_model="meta-llama/Llama-3.2-11B-Vision-Instruct", dataset=data_dir)
+    # Trainer leftovers that must not be pushed; training_args.bin can pickle the token.
+    (decoder / "training_args.bin").write_bytes(b"pickled " + TOKEN.encode())
+    (decoder / "checkpoint-2").mkdir()
+    (decoder / "checkpoint-2" / "optimizer.pt").write_bytes(b"state")
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    (eval_dir / "model_index.yaml").write_text(yaml.safe_dump(MODEL_INDEX))
+    return encoder, decoder, data_dir, eval_dir
+
+
+def test_push_model_dataset_space_and_read_back(hub, tiny_models, tmp_path, capfd, caplog):
+    encoder, decoder, data_dir, eval_dir = _trained_dirs(tiny_models, tmp_path)
+    caplog.set_level(logging.DEBUG)
+    assert (
+        medvl(
+            [
+                "push",
+                "model",
+                str(encoder),
+                "--repo-id",
+                "tester/medvl-encoder",
+                "--private",
+                "--dataset-id",
+                "tester/medvl-data",
+            ]
+        )
+        == 0
+    )
+    assert (
+        medvl(
+            [
+                "push",
+                "model",
+                str(decoder),
+                "--repo-id",
+                "tester/medvl-decoder",
+                "--revision",
+                "v1",
+                "--dataset-id",
+                "tester/medvl-data",
+                "--eval-dir",
+                str(eval_dir),
+            ]
+        )
+        == 0
+    )
+    assert medvl(["push", "dataset", str(data_dir), "--repo-id", "tester/medvl-data", "--private"]) == 0
+    assert (
+        medvl(
+            [
+                "push",
+                "space",
+                "--repo-id",
+                "tester/medvl-demo",
+                "--decoder-id",
+                "tester/medvl-decoder",
+                "--encoder-id",
+                "tester/medvl-encoder",
+                "--dataset-id",
+                "tester/medvl-data",
+            ]
+        )
+        == 0
+    )
+    logs = capfd.readouterr()
+
+    # Visibility, branch and the exact file sets.
+    assert hub.repos[("model", "tester/medvl-encoder")].private
+    assert hub.repos[("dataset", "tester/medvl-data")].private
+    assert not hub.repos[("model", "tester/medvl-decoder")].private
+    assert hub.files("model", "tester/medvl-decoder", "main") == {}  # pushed to the v1 branch only
+    decoder_files = hub.files("model", "tester/medvl-decoder", "v1")
+    expected = {p.name for p in decoder.iterdir() if p.is_file()} - {"training_args.bin"}
+    assert set(decoder_files) == expected
+    assert f"Pushed {len(expected)} files to model tester/medvl-decoder" in logs.out
+    space_files = hub.files("space", "tester/medvl-demo")
+    assert {"app.py", "README.md", "requirements.txt", "demo_config.json", "medvl_recipes/demo.py"} <= set(space_files)
+    assert json.loads(space_files["demo_config.json"])["decoder"] == "tester/medvl-decoder"
+
+    # Cards: repo id, dataset link, eval results, Space metadata pointing at the pushed models.
+    decoder_card = ModelCard(decoder_files["README.md"].decode())
+    assert decoder_card.data.datasets == ["tester/medvl-data"]
+    assert decoder_card.data.eval_results[0].metric_value == 3.25
+    assert 'model_id = "tester/medvl-decoder"' in decoder_card.text
+    space_card = SpaceCard(space_files["README.md"].decode())
+    assert space_card.data.sdk == "gradio" and space_card.data.app_file == "app.py"
+    assert space_card.data.models == ["tester/medvl-decoder", "tester/medvl-encoder"]
+    assert "Not for clinical use" in space_card.text
+
+    # The token never reaches a log line, the console or any uploaded file.
+    assert TOKEN not in logs.out + logs.err + caplog.text
+    for repo in hub.repos.values():
+        for commit in repo.commits.values():
+            assert all(TOKEN.encode() not in content for content in commit["files"].values())
+
+    # Read back from a fresh process, as a user would.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
+    out = tmp_path / "read-back"
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_BACK, str(out), str(encoder), str(decoder), str(data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert TOKEN not in proc.stdout + proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    for name, repo_type, revision in [
+        ("tester/medvl-encoder", "model", "main"),
+        ("tester/medvl-decoder", "model", "v1"),
+        ("tester/medvl-data", "dataset", "main"),
+        ("tester/medvl-demo", "space", "main"),
+    ]:
+        uploaded = hub.files(repo_type, name, revision)
+        snapshot = Path(result["snapshots"][name])
+        downloaded = {
+            p.relative_to(snapshot).as_posix(): p.read_bytes()
+            for p in snapshot.rglob("*")
+            if p.is_file() and ".cache" not in p.parts
+        }
+        assert downloaded == uploaded, name
+    # Everything but the card is byte-identical to what training wrote.
+    for rel, content in decoder_files.items():
+        if rel != "README.md":
+            assert content == (decoder / rel).read_bytes(), rel
+    for split, info in result["dataset"].items():
+        assert info["equal"], split
+        assert info["rows"] == {"train": 6, "validation": 3}[split]
+    outputs = torch.load(out / "outputs.pt")
+    for name in ("encoder", "decoder", "generate"):
+        torch.testing.assert_close(outputs[f"{name}_hub"], outputs[f"{name}_local"], rtol=0, atol=0)
+
+
+def test_dry_run_stages_exact_files_and_uploads_nothing(hub, tiny_models, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN")
+    encoder, _, _, _ = _trained_dirs(tiny_models, tmp_path)
+    staged = tmp_path / "staged"
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc", "--dry-run", str(staged)]) == 0
+    printed = [line.strip() for line in capsys.readouterr().out.splitlines()[1:]]
+    on_disk = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    assert printed == on_disk == sorted(p.name for p in encoder.iterdir() if p.is_file())
+    assert 'model_id = "tester/enc"' in (staged / "README.md").read_text()
+    assert hub.repos == {} and hub.requests == []
+    # A non-empty dry-run folder is refused rather than mixed with old files.
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc", "--dry-run", str(staged)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+
+
+def test_push_refuses_token_in_files_and_missing_token(hub, tiny_models, tmp_path, monkeypatch, capsys):
+    encoder, _, _, _ = _trained_dirs(tiny_models, tmp_path)
+    (encoder / "notes.txt").write_text(f"export HF_TOKEN={TOKEN}\n")
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc"]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt contains your Hugging Face token" in err and TOKEN not in err
+    assert hub.repos == {}
+
+    (encoder / "notes.txt").unlink()
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc"]) == 2
+    assert "no Hugging Face token: set HF_TOKEN" in capsys.readouterr().err
+    assert hub.repos == {}
+
+
+def test_server_rejects_writes_without_the_token(hub):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    with pytest.raises(HfHubHTTPError, match="401"):
+        HfApi(token="hf_wrong").create_repo("tester/x")
+    assert hub.repos == {}
+
+
+def test_dry_run_lora_adapter_gets_a_peft_card(hub, tiny_models, tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_models["mllama"])
+    adapter = tmp_path / "adapter"
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(adapter)
+    staged = tmp_path / "staged"
+    assert medvl(["push", "model", str(adapter), "--repo-id", "tester/lora", "--dry-run", str(staged)]) == 0
+    card = ModelCard.load(staged / "README.md")
+    # PEFT's own card template is replaced by ours.
+    assert card.data.library_name == "peft" and card.data.pipeline_tag == "image-text-to-text"
+    assert "medvl-recipes" in card.text and "PeftModel.from_pretrained(base, model_id)" in card.text
+    assert 'model_id = "tester/lora"' in card.text
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {p.name for p in staged.iterdir()}
+    assert hub.repos == {}
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 5, 6, 7, 64, 4096])
+def test_token_scan_finds_needles_across_chunk_borders(tmp_path, chunk_size):
+    from medvl_recipes.hub import _file_contains
+
+    rng = np.random.default_rng(chunk_size)
+    data = rng.integers(0, 4, size=300, dtype=np.uint8).tobytes()
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    for start in range(0, 290, 7):
+        for length in (1, 3, 6):
+            needle = data[start : start + length]
+            assert _file_contains(path, needle, chunk_size)
+    for needle in (b"\x05", b"\x00\x01\x02\x03\x00\x01\x02\x03\x00\x01\x02"):
+        assert _file_contains(path, needle, chunk_size) == (needle in data)
