@@ -31,10 +31,32 @@ quickstart: install
 	@mkdir -p $(QS)
 	$(OFFLINE) $(BIN)/medvl tiny-models --output-dir $(QS)/models
 	$(OFFLINE) $(BIN)/medvl sample-data --output-dir $(QS)/raw --overwrite
+	$(OFFLINE) $(BIN)/medvl prepare --config recipes/data/sample.yaml --data-root $(QS)/raw --output-dir $(QS)/dataset
+	$(OFFLINE) $(BIN)/medvl to-chat --dataset $(QS)/dataset --output-dir $(QS)/chat
+	$(OFFLINE) $(BIN)/medvl train-encoder --config recipes/siglip-base-patch16-224/encoder/config_smoke.yaml \
+		--model_name_or_path $(QS)/models/tiny-siglip --dataset_name $(QS)/dataset --output_dir $(QS)/encoder
+	$(OFFLINE) $(BIN)/medvl train-decoder --config recipes/llama-3.2-11b-vision/decoder/config_smoke.yaml \
+		--model_name_or_path $(QS)/models/tiny-llama-3.2-vision --dataset_name $(QS)/chat --output_dir $(QS)/decoder
+	$(OFFLINE) $(BIN)/medvl eval --config eval/configs/smoke.yaml \
+		--decoder $(QS)/decoder --encoder $(QS)/encoder --dataset $(QS)/dataset --output-dir $(QS)/eval
+	@echo
+	@echo "== Encoder: validation retrieval before -> after training ($(QS)/encoder/retrieval_before_after.json)"
+	@$(BIN)/python -c "import json, sys; print(json.load(open(sys.argv[1]))['table'])" $(QS)/encoder/retrieval_before_after.json
+	@echo
+	@echo "== Eval report ($(QS)/eval/report.md)"
+	@cat $(QS)/eval/report.md
 	@echo
 	@echo "Quickstart outputs are in $(QS)/:"
 	@echo "  models/   tiny random SigLIP and Llama-3.2-Vision checkpoints (from_pretrained-loadable)"
 	@echo "  raw/      embedded sample data in the ROCO, ROCOv2, MedPix 2.0, Open-I and DICOM formats"
+	@echo "  dataset/  cleaned, de-duplicated, leak-free train/validation parquet + dataset card + prepare_report.json"
+	@echo "  chat/     the same pairs as TRL chat-format JSONL (train.jsonl, validation.jsonl, images/)"
+	@echo "  encoder/  the fine-tuned SigLIP (safetensors, processor, model card, retrieval before/after)"
+	@echo "  decoder/  the fine-tuned Llama-3.2-Vision (safetensors, processor, generation config, model card)"
+	@echo "  eval/     metrics.json, per_sample.jsonl, report.md, plots, model_index.yaml"
+	@echo
+	@echo "Start the demo on these outputs (then open http://127.0.0.1:7860):"
+	@echo "  $(OFFLINE) $(BIN)/python app.py --quickstart-dir $(QS)"
 
 quality: install
 	$(BIN)/ruff check .
