@@ -2,7 +2,8 @@
 """The Gradio demo: package functions, the `/analyse` API through `gradio_client`, and the page in Chromium.
 
 The served app is `app.py` itself, built once per module on the untrained tiny models and a small fixture
-dataset, and launched on 127.0.0.1 on a free port.
+dataset, and launched on 127.0.0.1 on a free port, with a short heartbeat so that a closed page ends its session
+within a second.
 """
 
 import importlib.util
@@ -10,7 +11,10 @@ import os
 import re
 import shutil
 import socket
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -20,8 +24,9 @@ from PIL import Image
 from medvl_recipes.demo import (
     DemoConfig,
     DemoModels,
+    SessionFiles,
     build_index,
-    delete_upload,
+    delete_cached_file,
     load_models,
     read_upload,
     resolve_sources,
@@ -97,8 +102,10 @@ def _free_port() -> int:
 def served_app(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     gradio_tmp = root / "gradio-cache"
-    old_tmp = os.environ.get("GRADIO_TEMP_DIR")
+    old_env = {name: os.environ.get(name) for name in ("GRADIO_TEMP_DIR", "GRADIO_HEARTBEAT_INTERVAL")}
     os.environ["GRADIO_TEMP_DIR"] = str(gradio_tmp)
+    # Gradio notices a closed page when its next heartbeat cannot be sent (15 s by default).
+    os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "0.25"
     dataset = write_prepared_dataset(root / "dataset", n_train=4, n_val=8)
     spec = importlib.util.spec_from_file_location("medvl_app", REPO_ROOT / "app.py")
     app = importlib.util.module_from_spec(spec)
@@ -131,10 +138,20 @@ def served_app(tiny_models, tmp_path_factory):
         "example": Path(config.cache_dir) / "examples" / "example-1.png",
     }
     demo.close()
-    if old_tmp is None:
-        os.environ.pop("GRADIO_TEMP_DIR", None)
-    else:
-        os.environ["GRADIO_TEMP_DIR"] = old_tmp
+    for name, value in old_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def client(served_app):
+    from gradio_client import Client
+
+    client = Client(served_app["url"], verbose=False)
+    yield client
+    client.close()  # ends its session, like closing a tab
 
 
 @pytest.fixture(scope="module")
@@ -208,20 +225,67 @@ def test_read_upload_validates_and_decodes(tmp_path, bad_files):
     assert read_upload(png, max_bytes=10**6, max_pixels=40_000_000)[1] == "png"
 
 
-def test_delete_upload_only_touches_the_gradio_cache(tmp_path, monkeypatch):
+def test_delete_cached_file_only_touches_the_gradio_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
     upload = tmp_path / "cache" / "abc123" / "scan.dcm"
     upload.parent.mkdir(parents=True)
     upload.write_bytes(b"x")
     outside = tmp_path / "mine.png"
     outside.write_bytes(b"x")
-    example = tmp_path / "cache" / "def456" / "example-1.png"
-    example.parent.mkdir()
-    example.write_bytes(b"x")
-    for path in (upload, outside, example):
-        delete_upload(path, keep={"example-1.png"})
+    for path in (upload, outside):
+        delete_cached_file(path)
     assert not upload.exists() and not upload.parent.exists()
-    assert outside.exists() and example.exists()
+    assert outside.exists()
+
+
+def test_session_files_are_deleted_when_the_last_session_holding_them_ends(tmp_path, monkeypatch):
+    import gradio as gr
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    preview = SimpleNamespace(GRADIO_CACHE=str(tmp_path / "cache"), format="png")
+    thumbs = SimpleNamespace(GRADIO_CACHE=str(tmp_path / "cache"), format="jpeg")
+    own, shared = Image.new("RGB", (16, 16), (10, 20, 30)), Image.new("RGB", (16, 16), (200, 0, 0))
+    example = tmp_path / "cache" / "e1" / "example-1.png"
+    example.parent.mkdir(parents=True)
+    example.write_bytes(b"example")
+    upload = tmp_path / "cache" / "u1" / "scan.png"
+    upload.parent.mkdir()
+    upload.write_bytes(b"upload")
+    files = SessionFiles(keep=[str(example)])
+
+    own_path = Path(files.cache_image("a", own, preview))
+    shared_a = Path(files.cache_image("a", shared, thumbs))
+    shared_b = Path(files.cache_image("b", shared, thumbs))
+    # The very file the components would write when given the PIL image.
+    assert str(own_path) == gr.Image(format="png").postprocess(own).path
+    assert str(shared_a) == gr.Gallery(format="jpeg").postprocess([shared]).root[0].image.path
+    assert shared_a == shared_b  # content-addressed: both sessions hold one file
+    files.add("a", upload)
+    files.add("a", example)
+    files.add("b", example)
+
+    assert sorted(files.end_session("a")) == sorted([str(own_path), str(upload)])
+    assert not own_path.exists() and not own_path.parent.exists() and not upload.exists()
+    assert shared_b.exists() and example.exists()
+    assert files.end_session("b") == [str(shared_b)]
+    assert not shared_b.exists() and example.exists()
+
+    # An upload read by one session is deleted at once unless another session uploaded the same bytes.
+    upload.parent.mkdir()
+    upload.write_bytes(b"upload")
+    files.add("c", upload)
+    files.add("d", upload)
+    files.release("c", upload)
+    assert upload.exists()
+    files.release("d", upload)
+    assert not upload.exists()
+
+    # A run that outlives its session (tab closed mid-report): what it cached later goes when it finishes.
+    files.end_session("e")
+    late = Path(files.cache_image("e", own, preview))
+    assert late.exists() and files.has_ended("e") and not files.has_ended("f")
+    files.end_session("e")
+    assert not late.exists()
 
 
 def test_index_is_brute_force_and_cached(tiny_models, tmp_path, monkeypatch):
@@ -314,10 +378,9 @@ def test_analyse_streams_the_greedy_report(tiny_models, tmp_path):
 # The served app through its API
 
 
-def test_gradio_client_report_and_neighbours(served_app, brute_force, bad_files):
-    from gradio_client import Client, handle_file
+def test_gradio_client_report_and_neighbours(served_app, client, brute_force, bad_files):
+    from gradio_client import handle_file
 
-    client = Client(served_app["url"], verbose=False)
     example = served_app["example"]
     upload, preview, status, report, similarity, gallery, table = client.predict(
         handle_file(str(example)), api_name="/analyse"
@@ -342,11 +405,10 @@ def test_gradio_client_report_and_neighbours(served_app, brute_force, bad_files)
     assert client.predict(handle_file(str(example)), api_name="/analyse")[2] == "Done."
 
 
-def test_dicom_upload_is_windowed_and_never_kept(served_app, tmp_path, caplog):
-    from gradio_client import Client, handle_file
+def test_dicom_upload_is_windowed_and_never_kept(served_app, client, tmp_path, caplog):
+    from gradio_client import handle_file
 
     dicom = write_dicom(tmp_path / "study.dcm")
-    client = Client(served_app["url"], verbose=False)
     result = client.predict(handle_file(str(dicom)), api_name="/analyse")
     assert result[2] == "Done."
     np.testing.assert_array_equal(np.asarray(Image.open(result[1]))[..., 0], np.asarray(dicom_to_image(dicom)))
@@ -374,19 +436,52 @@ def browser():
         browser.close()
 
 
+def _open(browser, url: str, **kwargs):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(**kwargs)
+    # Not "networkidle": the page keeps its session's heartbeat connection open.
+    page.goto(url, wait_until="domcontentloaded")
+    expect(page.locator("#run")).to_be_visible(timeout=60_000)
+    return page
+
+
 def _submit(page, path: Path, expect_status: str):
     from playwright.sync_api import expect
 
-    page.locator("#upload input[type=file]").set_input_files(str(path))
-    # Wait until the file is uploaded (its download link appears) before asking for a report.
-    expect(page.locator(f'#upload a[href$="/{path.name}"]')).to_have_count(1, timeout=30_000)
+    _upload(page, path)
     page.locator("#run").click()
+    # The run's first update clears the upload: from then on the status is this run's, not the previous one's.
+    expect(page.locator(f'#upload a[href$="/{path.name}"]')).to_have_count(0, timeout=120_000)
     expect(page.locator("#status")).to_contain_text(expect_status, timeout=120_000)
 
 
+def _upload(page, path: Path):
+    from playwright.sync_api import expect
+
+    page.locator("#upload input[type=file]").set_input_files(str(path))
+    # Wait until the file is uploaded (its download link appears).
+    expect(page.locator(f'#upload a[href$="/{path.name}"]')).to_have_count(1, timeout=30_000)
+
+
+def _shown_files(page) -> set[Path]:
+    """The cached files behind the preview and the gallery thumbnails on the page."""
+    sources = page.eval_on_selector_all("#preview img, #gallery img", "images => images.map(image => image.src)")
+    assert len(sources) == 1 + TOP_K, sources
+    return {Path(unquote(src.split("/file=", 1)[1])).resolve() for src in sources}
+
+
+def _eventually(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def test_browser_report_cases_dicom_and_bad_input(served_app, brute_force, browser, bad_files, tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(served_app["url"], wait_until="networkidle")
+    page = _open(browser, served_app["url"], viewport={"width": 1400, "height": 1100})
     assert "Not for clinical use." in page.locator("#disclaimer").inner_text()
 
     example = served_app["example"]
@@ -414,6 +509,41 @@ def test_browser_report_cases_dicom_and_bad_input(served_app, brute_force, brows
         assert secret not in html
     page.screenshot(path=str(tmp_path / "demo-dicom.png"), full_page=True)
     page.close()
+
+
+def test_closing_the_page_deletes_the_sessions_files(served_app, browser, tmp_path):
+    cache = served_app["gradio_tmp"].resolve()
+    example = served_app["example"]
+    own, pending = tmp_path / "own-scan.png", tmp_path / "pending-scan.png"
+    Image.new("RGB", (64, 48), (30, 160, 90)).save(own)
+    Image.new("RGB", (48, 64), (160, 30, 90)).save(pending)
+    page_b = _open(browser, served_app["url"])
+    _submit(page_b, example, "Done.")
+    files_b = _shown_files(page_b)
+
+    # Session A: a report on its own image, one on the example (the same cached files as B's), and an upload it
+    # never analyses.
+    page_a = _open(browser, served_app["url"])
+    _submit(page_a, own, "Done.")
+    files_a_own = _shown_files(page_a)
+    _submit(page_a, example, "Done.")
+    assert _shown_files(page_a) == files_b
+    _upload(page_a, pending)
+    pending_copies = [p.resolve() for p in cache.rglob(pending.name)]
+    only_a = (files_a_own - files_b) | set(pending_copies)
+    assert len(pending_copies) == 1 and len(files_a_own - files_b) >= 1
+    assert all(cache in p.parents and p.is_file() for p in only_a | files_b)
+    assert not list(cache.rglob(own.name))  # the analysed upload is gone as soon as it was read
+    example_copies = list(cache.rglob(example.name))
+    assert example_copies
+
+    page_a.close()
+    assert _eventually(lambda: not any(p.exists() for p in only_a)), [p for p in only_a if p.exists()]
+    assert all(p.is_file() for p in files_b)  # still on B's page
+    page_b.close()
+    assert _eventually(lambda: not any(p.exists() for p in files_b)), [p for p in files_b if p.exists()]
+    # The examples stay for the next visitor.
+    assert all(p.is_file() for p in example_copies) and example.is_file()
 
 
 def test_space_bundle_builds_from_its_demo_config(tiny_models, tmp_path):

@@ -4,7 +4,8 @@ index and the streamed analysis of one image.
 
 `app.py` only parses its flags and calls `build_demo(load_demo(config), config).launch(...)`. Nothing here
 reads, logs or stores a DICOM file's patient-identifying tags: uploads are decoded to pixels by
-`medvl_recipes.imaging` and the uploaded file is deleted from Gradio's cache as soon as it has been read.
+`medvl_recipes.imaging`, the uploaded file is deleted from Gradio's cache as soon as it has been read, and the
+images a browser session was shown (preview, thumbnails) are deleted when that session ends (`SessionFiles`).
 """
 
 import contextlib
@@ -12,9 +13,10 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import threading
 import typing
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -31,8 +33,8 @@ SPACE_CONFIG_FILE = "demo_config.json"
 ENV_PREFIX = "MEDVL_DEMO_"
 DISCLAIMER = (
     "**Not for clinical use.** This demo shows a research model. Its reports can be wrong or incomplete and are "
-    "not a diagnosis. Upload only de-identified images; DICOM tags are never displayed and uploads are deleted "
-    "from the server after they are read."
+    "not a diagnosis. Upload only de-identified images; DICOM tags are never displayed, uploads are deleted "
+    "from the server after they are read and the images shown to you when you close the page."
 )
 UPLOAD_KINDS = {"png": "PNG", "jpeg": "JPEG", "dicom": "DICOM"}
 THUMBNAIL_SIZE = (160, 160)
@@ -345,7 +347,11 @@ def read_upload(path: str | Path | None, *, max_bytes: int, max_pixels: int) -> 
 
     if path is None:
         raise MedvlError("Please upload a PNG, JPEG or DICOM image first.")
-    size = Path(path).stat().st_size
+    try:
+        size = Path(path).stat().st_size
+    except FileNotFoundError:
+        # Another session that uploaded the very same bytes (same cached file) had it deleted after reading it.
+        raise MedvlError("The uploaded file is no longer on the server. Please upload it again.") from None
     if size == 0:
         raise MedvlError("The uploaded file is empty (0 bytes). Please upload a PNG, JPEG or DICOM image.")
     if size > max_bytes:
@@ -370,22 +376,117 @@ def read_upload(path: str | Path | None, *, max_bytes: int, max_pixels: int) -> 
     return image, kind
 
 
-def delete_upload(path: str | Path | None, keep: set[str] = frozenset()) -> None:
-    """Delete an uploaded file (and its now-empty per-upload folder) from Gradio's cache.
+def delete_cached_file(path: str | Path | None) -> None:
+    """Delete a file (and its now-empty per-file folder) from Gradio's cache; paths outside the cache are left alone.
 
     Args:
-        path (`str` or `Path`, *optional*): The uploaded file.
-        keep (`set[str]`, *optional*): File names never deleted (the demo's own examples).
+        path (`str` or `Path`, *optional*): A file in Gradio's cache (`GRADIO_TEMP_DIR`).
     """
+    from gradio.utils import get_upload_folder
+
     if path is None:
         return
     path = Path(path)
-    cache_root = Path(os.environ.get("GRADIO_TEMP_DIR", Path(tempfile.gettempdir()) / "gradio")).resolve()
-    if path.name in keep or cache_root not in path.resolve().parents:
+    if Path(get_upload_folder()).resolve() not in path.resolve().parents:
         return
     path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # the folder may hold other files
         path.parent.rmdir()
+
+
+class SessionFiles:
+    """The files in Gradio's cache that each browser session holds, deleted when the last session holding them ends.
+
+    Gradio names a cached file by the hash of its content, so two sessions shown the same image (an example, the
+    thumbnail of a popular similar case) share one file: a file is deleted only once no session holds it. Sessions
+    are Gradio's `session_hash`es; one ends when its tab is closed or reloaded (`Blocks.unload`). Gradio's
+    time-based `delete_cache` stays as the backstop for sessions that never end cleanly (REST calls).
+
+    Args:
+        keep (`Iterable[str]`, *optional*): Cached files never deleted (the cached copies of the examples).
+    """
+
+    # A run can outlive its session (the tab was closed mid-report); its late files are deleted when it
+    # finishes, so recently ended sessions are remembered, a bounded number of them.
+    max_ended = 4096
+
+    def __init__(self, keep: Iterable[str] = ()):
+        self.keep = {str(Path(p).resolve()) for p in keep}
+        self._holders: dict[str, set[str]] = {}  # file -> sessions holding it
+        self._files: dict[str, set[str]] = {}  # session -> files it holds
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        # One lock around write + register and check + delete: a file another session is writing right now
+        # is never deleted in between.
+        self._lock = threading.Lock()
+
+    def add(self, session_hash: str | None, path: str | Path | None) -> str | Path | None:
+        """Record that a session holds a cached file; returns `path` (nothing is recorded without a session)."""
+        if session_hash is None or path is None:
+            return path
+        with self._lock:
+            self._add(session_hash, path)
+        return path
+
+    def _add(self, session_hash: str, path: str | Path) -> None:
+        key = str(Path(path).resolve())
+        self._holders.setdefault(key, set()).add(session_hash)
+        self._files.setdefault(session_hash, set()).add(key)
+
+    def cache_image(self, session_hash: str | None, image: Image.Image, component) -> str:
+        """Write `image` into Gradio's cache exactly as `component` (a `gr.Image` or `gr.Gallery`) would when
+        it is returned, and record it for the session. Returns the path to give the component instead.
+        """
+        from gradio.image_utils import save_image
+
+        with self._lock:
+            path = save_image(image, cache_dir=component.GRADIO_CACHE, format=component.format)
+            if session_hash is not None:
+                self._add(session_hash, path)
+        return path
+
+    def release(self, session_hash: str | None, path: str | Path | None) -> None:
+        """Drop a session's hold on one file (an upload once it is read) and delete the file if no session holds it."""
+        if path is None:
+            return
+        key = str(Path(path).resolve())
+        with self._lock:
+            holders = self._holders.get(key, set())
+            holders.discard(session_hash)
+            self._files.get(session_hash, set()).discard(key)
+            if not holders:
+                self._holders.pop(key, None)
+                self._delete(key)
+
+    def end_session(self, session_hash: str | None) -> list[str]:
+        """Delete every file of an ended session that no other session holds; returns the deleted paths."""
+        if session_hash is None:
+            return []
+        with self._lock:
+            self._ended[session_hash] = None
+            while len(self._ended) > self.max_ended:
+                self._ended.popitem(last=False)
+            deleted = []
+            for key in self._files.pop(session_hash, set()):
+                holders = self._holders.get(key, set())
+                holders.discard(session_hash)
+                if not holders:
+                    self._holders.pop(key, None)
+                    if self._delete(key):
+                        deleted.append(key)
+        if deleted:
+            logger.info("Session ended: deleted %d cached files", len(deleted))
+        return deleted
+
+    def has_ended(self, session_hash: str | None) -> bool:
+        """Whether `end_session` was called for this session (recently)."""
+        with self._lock:
+            return session_hash in self._ended
+
+    def _delete(self, key: str) -> bool:
+        if key in self.keep:
+            return False
+        delete_cached_file(key)
+        return True
 
 
 def siglip_match(models: DemoModels, image_emb: torch.Tensor, report: str) -> tuple[float, float]:
@@ -481,6 +582,11 @@ def build_demo(models: DemoModels, index: CaseIndex, config: DemoConfig, example
     queue with `config.concurrency_limit` concurrent generations, and returns, in order: the cleared upload,
     the rendered image, the status line, the report, the similarity line, the case gallery and the case table.
 
+    Files in Gradio's cache: an upload is deleted once it is read; the files cached for a session (uploads never
+    analysed, the preview, the thumbnails) are deleted when the session ends (`demo.unload`), unless another
+    session still shows them (`SessionFiles`, kept as `demo.session_files`); the examples' cached copies are
+    kept. `delete_cache=(session_ttl_s // 4, session_ttl_s)` deletes whatever a session that never ended left.
+
     Args:
         models (`DemoModels`): Loaded models.
         index (`CaseIndex`): The case index.
@@ -490,26 +596,43 @@ def build_demo(models: DemoModels, index: CaseIndex, config: DemoConfig, example
     import gradio as gr
 
     examples = examples or []
-    keep = {Path(p).name for p in examples}
     headers = ["rank", "score", "case", "reference report"]
+    files = SessionFiles()
 
-    def run(path):
-        sent_cases = False
+    def hold_upload(path, request: gr.Request):
+        # A file uploaded but never analysed is still deleted when the session ends.
+        files.add(request.session_hash, path)
+
+    def end_session(request: gr.Request):
+        files.end_session(request.session_hash)
+
+    def run(path, request: gr.Request):
+        session = request.session_hash if request is not None else None
+        files.add(session, path)
+        image, shown = None, []
         try:
             for step in analyse(models, index, config, path):
-                if sent_cases and not step.done:
-                    # While tokens stream in, only the text changes: re-sending the images would make Gradio
-                    # rewrite the same cached files while the browser is still reading them.
+                if image is not None and not step.done:
+                    # While tokens stream in, only the text changes: the images are not sent again.
                     yield (gr.skip(), gr.skip(), step.status, step.report, gr.skip(), gr.skip(), gr.skip())
                     continue
-                sent_cases = bool(step.cases)
-                gallery = [(c["thumbnail"], f"#{c['rank']} · {c['score']:.3f}") for c in step.cases]
+                if step.image is not None and image is None:
+                    # Written to Gradio's cache here, as the components would (same folder, same name), so
+                    # that the files this session was shown are known and deleted when it ends.
+                    image = files.cache_image(session, step.image, preview)
+                    shown = [
+                        (files.cache_image(session, c["thumbnail"], gallery), f"#{c['rank']} · {c['score']:.3f}")
+                        for c in step.cases
+                    ]
                 table = [[c["rank"], c["score"], c["id"], c["report"]] for c in step.cases]
                 # The file input is cleared so that an uploaded file's name (which can identify a patient) does
                 # not stay on the page.
-                yield (None, step.image, step.status, step.report, _similarity_text(step.similarity), gallery, table)
+                yield (None, image, step.status, step.report, _similarity_text(step.similarity), shown, table)
         finally:
-            delete_upload(path, keep=keep)
+            files.release(session, path)
+            if files.has_ended(session):
+                # The tab was closed while the report streamed: delete what this run cached after that.
+                files.end_session(session)
 
     with gr.Blocks(
         title="medvl-recipes demo", delete_cache=(max(60, config.session_ttl_s // 4), config.session_ttl_s)
@@ -532,6 +655,11 @@ def build_demo(models: DemoModels, index: CaseIndex, config: DemoConfig, example
                     gr.Examples(
                         examples=examples, inputs=upload, label="Examples from the sample data", cache_examples=False
                     )
+                    # The examples' cached copies (also where an upload of the same file lands) serve every
+                    # session: neither a session's end nor `delete_cache` may delete them.
+                    example_copies = {upload.move_resource_to_block_cache(p) for p in examples}
+                    upload.keep_in_cache.update(example_copies)
+                    files.keep.update(str(Path(p).resolve()) for p in example_copies)
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
                 report = gr.Textbox(label="Generated report", lines=6, interactive=False, elem_id="report")
@@ -554,6 +682,11 @@ def build_demo(models: DemoModels, index: CaseIndex, config: DemoConfig, example
             api_name="analyse",
             concurrency_limit=config.concurrency_limit,
         )
+        upload.upload(
+            hold_upload, inputs=upload, outputs=None, queue=False, show_progress="hidden", api_visibility="private"
+        )
+        demo.unload(end_session)
+    demo.session_files = files
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency_limit)
     return demo
 
