@@ -55,7 +55,15 @@ def write_dataset_card(output_dir: str | Path, report: dict, config: DatasetMixt
         ],
         dataset_info={
             "features": FEATURES._to_yaml_list(),
-            "splits": [{"name": s, "num_examples": totals[s]} for s in ("train", "validation")],
+            # `datasets` reads a split entry only when it has all three fields; the sizes are the parquet bytes.
+            "splits": [
+                {
+                    "name": s,
+                    "num_bytes": sum(p.stat().st_size for p in (output_dir / "data").glob(f"{s}-*.parquet")),
+                    "num_examples": totals[s],
+                }
+                for s in ("train", "validation")
+            ],
         },
     )
     rows = []
