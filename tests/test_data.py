@@ -160,6 +160,14 @@ def test_split_groups_is_stratified_group_aware_and_within_one_group(seed):
     assert split_groups(groups, strata, val_fraction=0.0, seed=seed) == dict.fromkeys(assignment, "train")
 
 
+def test_split_many_small_strata_still_reaches_val_fraction():
+    # Ten sources of five single-record groups: each stratum's own target (0.5 records) rounds to nothing.
+    groups = [f"s{s}-g{g}" for s in range(10) for g in range(5)]
+    strata = [group.split("-")[0] for group in groups]
+    assignment = split_groups(groups, strata, val_fraction=0.1, seed=0)
+    assert sum(split == "validation" for split in assignment.values()) == 5
+
+
 # End to end
 
 

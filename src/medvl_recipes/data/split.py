@@ -37,9 +37,12 @@ def split_groups(groups: Sequence[str], strata: Sequence[str], *, val_fraction: 
     for group, stratum in stratum_of.items():
         by_stratum[stratum].append(group)
     assignment: dict[str, str] = {}
+    # What a stratum could not take (its target was a fraction of a group) carries into the next, so many small
+    # strata still add up to `val_fraction` overall instead of each rounding its share down to nothing.
+    carry = 0.0
     for stratum in sorted(by_stratum):
         members = sorted(by_stratum[stratum], key=lambda g: _order_key(seed, g))
-        target = val_fraction * sum(sizes[g] for g in members)
+        target = val_fraction * sum(sizes[g] for g in members) + carry
         n_val = 0
         for group in members:
             if abs(n_val + sizes[group] - target) < abs(n_val - target):
@@ -47,4 +50,5 @@ def split_groups(groups: Sequence[str], strata: Sequence[str], *, val_fraction: 
                 n_val += sizes[group]
             else:
                 assignment[group] = "train"
+        carry = target - n_val
     return assignment
