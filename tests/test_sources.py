@@ -460,10 +460,23 @@ def test_dicom_captions_from_csv_and_tags(tmp_path):
     assert set(records) == {"a.dcm", "b.dcm", "sub/c"}  # the extension-less file is found by its preamble
     assert records["a.dcm"].text == "Axial CT of the chest shows a small nodule."
     assert records["b.dcm"].text == "CT CHEST, AXIAL"  # not in the CSV: caption from tags
-    assert records["a.dcm"].group_id == records["b.dcm"].group_id == "dicom:1.2.3"
+    # Same study -> same group; the published group id is a hash, never the UID or a PatientID.
+    assert records["a.dcm"].group_id == records["b.dcm"].group_id != records["sub/c"].group_id
+    assert all("1.2.3" not in r.group_id and "9.9" not in r.group_id for r in records.values())
     assert records["sub/c"].modality == "CT"
     tags_only = {r.id: r for r in read("dicom", root, options={"caption_from": "tags"})}
     assert tags_only["a.dcm"].text == "CT CHEST"
+
+
+def test_dicom_groups_by_patient_without_publishing_the_id(tmp_path):
+    root = tmp_path / "dicom"
+    write_dicom(root / "a.dcm", seed=1, study_uid="1.1", PatientID="PAT-0042")
+    write_dicom(root / "b.dcm", seed=2, study_uid="2.2", PatientID="PAT-0042")
+    write_dicom(root / "c.dcm", seed=3, study_uid="3.3", PatientID="PAT-0007")
+    records = {r.id: r for r in read("dicom", root)}
+    # Two studies of one patient must land in one split, so they share a group.
+    assert records["a.dcm"].group_id == records["b.dcm"].group_id != records["c.dcm"].group_id
+    assert not any("PAT-" in r.group_id for r in records.values())
 
 
 def test_unknown_adapter_and_missing_folder(tmp_path):

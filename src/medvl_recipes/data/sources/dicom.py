@@ -10,6 +10,7 @@ MONOCHROME1) happens in prepare via `medvl_recipes.imaging.dicom_to_image`.
 """
 
 import csv
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,7 +103,10 @@ def load_dicom(source: SourceConfig) -> Iterator[RawRecord]:
         text = captions.get(relative, captions.get(path.name))
         if text is None:
             text = _caption_from_tags(header)
-        group = str(getattr(header, "StudyInstanceUID", "") or getattr(header, "PatientID", "") or relative)
+        # One patient's studies stay in one split. The published `group_id` is a hash: a PatientID or a raw UID is
+        # itself identifying (DICOM PS3.15 basic profile) and the prepared dataset is meant to be pushed.
+        patient = str(getattr(header, "PatientID", "") or getattr(header, "StudyInstanceUID", "") or relative)
+        group = hashlib.sha256(f"medvl-dicom-group:{patient}".encode()).hexdigest()[:16]
         modality = str(getattr(header, "Modality", "") or "") or None
         yield RawRecord(
             id=relative,
