@@ -5,9 +5,15 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    SecondaryCaptureImageStorage,
+)
 
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import PHI_TAGS, dicom_tags_caption, dicom_to_image, load_image, strip_phi
@@ -215,3 +221,21 @@ def test_real_dicom_files_decode_with_correct_polarity():
     hu = pydicom.pixels.apply_modality_lut(ct.pixel_array, ct)
     # No window in the file: min-max, so the 8-bit image is an increasing function of HU.
     assert np.corrcoef(image.ravel(), hu.ravel())[0, 1] > 0.999
+
+
+def test_multi_frame_dicom_decodes_only_its_first_frame():
+    path = get_testdata_file("emri_small.dcm")  # 10 frames
+    single = pydicom.dcmread(path)
+    first = single.pixel_array[0]
+    single.PixelData, single.NumberOfFrames = first.tobytes(), 1
+    # The same image as the first frame of a full decode, rendered on its own.
+    assert np.array_equal(np.asarray(dicom_to_image(path)), np.asarray(dicom_to_image(single)))
+
+
+def test_deflated_dicom_upload_is_refused_before_inflating():
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(MedvlError, match="deflated DICOM is not accepted"):
+        load_image(buffer.getvalue())

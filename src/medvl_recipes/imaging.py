@@ -111,6 +111,24 @@ def read_dicom(path_or_bytes):
         raise MedvlError(f"{name}: cannot read DICOM ({type(err).__name__}: {err}).") from err
 
 
+def _refuse_deflated_dicom(data: bytes, name: str) -> None:
+    """Refuse the Deflated transfer syntax before pydicom inflates the whole dataset in memory (a zip bomb)."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    fp = io.BytesIO(data)
+    try:
+        read_preamble(fp, force=False)
+        syntax = _read_file_meta_info(fp).get("TransferSyntaxUID")
+    except Exception:  # an unreadable meta group is reported by read_dicom
+        return
+    if syntax == DeflatedExplicitVRLittleEndian:
+        raise MedvlError(
+            f"{name}: deflated DICOM is not accepted here (it can inflate to many GB before any size check); "
+            "re-save it with an uncompressed or image-compressed transfer syntax."
+        )
+
+
 def strip_phi(ds):
     """Return a copy of a pydicom Dataset without the `PHI_TAGS` and without private tags.
 
@@ -186,7 +204,11 @@ def dicom_to_image(path_or_dataset) -> Image.Image:
     name = _name_of(path_or_dataset if not isinstance(path_or_dataset, Dataset) else ds)
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise MedvlError(f"{name}: DICOM file has no pixel data (e.g. a structured report); skip it.")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
     try:
+        if frames > 1:
+            # Decode the first frame only: a multi-frame file can hold thousands of frames.
+            ds.pixel_array_options(index=0)
         arr = ds.pixel_array
     except Exception as err:  # pydicom raises RuntimeError/NotImplementedError/ValueError/AttributeError here
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -198,9 +220,6 @@ def dicom_to_image(path_or_dataset) -> Image.Image:
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     samples = int(ds.get("SamplesPerPixel", 1))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        arr = arr[0]
 
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(arr, ds)
@@ -293,6 +312,7 @@ def load_image(path_or_bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     if not data:
         raise MedvlError(f"{name}: empty file (0 bytes); re-download or remove it.")
     if _is_dicom(data[:132]):
+        _refuse_deflated_dicom(data, name)
         ds = read_dicom(data)
         rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
         if rows * cols > max_pixels:
