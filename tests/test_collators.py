@@ -125,6 +125,14 @@ def test_multi_turn_keeps_every_assistant_turn_only(processor):
     assert kept.tolist() == answers
 
 
+def test_custom_template_without_bos_still_trains_exactly_the_answer(processor):
+    # MllamaProcessor prepends <|begin_of_text|> to text that lacks it; the spans must follow that shift.
+    template = processor.chat_template.replace("{{- bos_token }}", "")
+    batch = VisionSFTCollator(processor, chat_template=template)([chat(REPORT_A)])
+    kept = batch["input_ids"][0][batch["labels"][0] != IGNORE]
+    assert kept.tolist() == ids_of(processor, REPORT_A + "<|eot_id|>")
+
+
 def test_truncation_keeps_the_image_token(processor):
     sample = chat(REPORT_A)
     n = len(ids_of(processor, prompt_text() + REPORT_A + "<|eot_id|>"))

@@ -217,9 +217,13 @@ class VisionSFTCollator:
         self.image_token_id = self.tokenizer.convert_tokens_to_ids("<|image|>")
 
     def _render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
-        return self.processor.apply_chat_template(
+        text = self.processor.apply_chat_template(
             messages, chat_template=self.chat_template, tokenize=False, add_generation_prompt=add_generation_prompt
         )
+        # MllamaProcessor prepends the BOS token to any text without it; do it here so the assistant spans are
+        # located in exactly the text that gets tokenized (a custom template may leave BOS out).
+        bos = self.tokenizer.bos_token
+        return text if not bos or text.startswith(bos) else bos + text
 
     def _assistant_spans(self, messages: list[dict], text: str, where: str) -> list[tuple[int, int]]:
         """Character spans of the assistant turns in `text`, from the end of their header to the end of the turn."""
