@@ -265,3 +265,22 @@ def test_eval_configs_parse(config):
     args = runner.parse_args(["--config", str(config), "--split", "train"])
     assert isinstance(args, runner.EvalArguments)
     assert args.split == "train"  # flags after --config override the YAML
+
+
+def test_eval_of_a_lora_adapter_equals_eval_of_its_merged_model(tmp_path, dataset_dir, tiny_models):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from medvl_recipes.merging import merge_adapter
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_models["mllama"])
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
+    merge_adapter(tmp_path / "adapter", tmp_path / "merged")
+    common = ["--dataset", str(dataset_dir), "--max-samples", "4", "--max-new-tokens", "6", "--n-resamples", "20",
+              "--metrics", "bleu", "chrf", "--no_plots"]  # fmt: skip
+    adapter = _run(["--decoder", str(tmp_path / "adapter"), "--output-dir", str(tmp_path / "a"), *common])
+    merged = _run(["--decoder", str(tmp_path / "merged"), "--output-dir", str(tmp_path / "m"), *common])
+    generations = [json.loads(line)["generation"] for line in (tmp_path / "a" / "per_sample.jsonl").open()]
+    assert generations == [json.loads(line)["generation"] for line in (tmp_path / "m" / "per_sample.jsonl").open()]
+    assert adapter["metrics"]["bleu"]["value"] == merged["metrics"]["bleu"]["value"]

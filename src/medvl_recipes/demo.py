@@ -168,33 +168,6 @@ class DemoModels:
     encoder_processor: object
 
 
-def load_decoder(name_or_path: str):
-    """Load a report model (full/merged checkpoint or LoRA adapter) and its processor for inference.
-
-    Args:
-        name_or_path (`str`): A folder or Hub id.
-    """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    if not Path(name_or_path).exists():
-        from huggingface_hub import snapshot_download
-
-        # A local snapshot tells an adapter repo from a full model before anything is loaded.
-        name_or_path = snapshot_download(name_or_path)
-    adapter_config = Path(name_or_path) / "adapter_config.json"
-    if adapter_config.is_file():
-        from peft import PeftModel
-
-        base_name = json.loads(adapter_config.read_text())["base_model_name_or_path"]
-        model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base_name), name_or_path)
-        has_processor = (Path(name_or_path) / "processor_config.json").is_file()
-        processor = AutoProcessor.from_pretrained(name_or_path if has_processor else base_name)
-    else:
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path)
-        processor = AutoProcessor.from_pretrained(name_or_path)
-    return model.eval(), processor
-
-
 def load_models(config: DemoConfig) -> DemoModels:
     """Load the decoder and encoder named by a resolved `config`.
 
@@ -202,6 +175,8 @@ def load_models(config: DemoConfig) -> DemoModels:
         config (`DemoConfig`): Settings with `decoder` and `encoder` set (see `resolve_sources`).
     """
     from transformers import AutoModel, AutoProcessor
+
+    from medvl_recipes.modeling import load_decoder
 
     decoder, decoder_processor = load_decoder(config.decoder)
     encoder = AutoModel.from_pretrained(config.encoder).eval()

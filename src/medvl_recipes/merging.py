@@ -10,7 +10,6 @@ Usage:
 """
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.modeling import adapter_base
 
 
 logger = logging.getLogger(__name__)
@@ -51,15 +51,15 @@ def merge_adapter(
     config_path = adapter_dir / "adapter_config.json"
     if not config_path.is_file():
         raise MedvlError(f"{config_path}: no LoRA adapter here; pass the output_dir of a `use_peft: true` run")
-    base_model = base_model or json.loads(config_path.read_text()).get("base_model_name_or_path")
-    if not base_model:
-        raise MedvlError(f"{config_path}: no base_model_name_or_path; pass --base-model")
+    if base_model is None:
+        base_model, processor_source = adapter_base(adapter_dir)
+    else:
+        processor_source = adapter_dir if (adapter_dir / "processor_config.json").is_file() else base_model
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     logger.info("merging %s into %s", adapter_dir, base_model)
     model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=torch_dtype)
     model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     model.save_pretrained(output_dir)
-    processor_source = adapter_dir if (adapter_dir / "processor_config.json").is_file() else base_model
     AutoProcessor.from_pretrained(processor_source).save_pretrained(output_dir)
     if (adapter_dir / "generation_config.json").is_file():
         from transformers import GenerationConfig

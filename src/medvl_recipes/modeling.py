@@ -207,3 +207,50 @@ def save_checkpoint(trainer, processor, output_dir: str | Path, *, run_args: dic
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
         (output_dir / "run_args.json").write_text(json.dumps(run_args, indent=2, default=str) + "\n")
     return output_dir
+
+
+def adapter_base(adapter_dir: str | Path) -> tuple[str, str] | None:
+    """`(base model, processor source)` of a LoRA adapter folder, or `None` when `adapter_dir` holds a full model.
+
+    The processor comes from the adapter folder when the run saved one there, else from the base model.
+
+    Args:
+        adapter_dir (`str` or `Path`): A checkpoint folder.
+    """
+    adapter_dir = Path(adapter_dir)
+    config_path = adapter_dir / "adapter_config.json"
+    if not config_path.is_file():
+        return None
+    base = json.loads(config_path.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise MedvlError(f"{config_path}: no base_model_name_or_path; say which base model the adapter belongs to")
+    processor_source = str(adapter_dir) if (adapter_dir / "processor_config.json").is_file() else base
+    return base, processor_source
+
+
+def load_decoder(name_or_path: str, *, dtype: str | torch.dtype = "auto") -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Load a report model for inference, full/merged checkpoint or LoRA adapter, local folder or Hub id.
+
+    Args:
+        name_or_path (`str`): A folder or Hub id.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`): Dtype to load the weights in.
+
+    Returns:
+        `(model, processor)`, the model in eval mode.
+    """
+    if not Path(name_or_path).exists():
+        from huggingface_hub import snapshot_download
+
+        # A local snapshot tells an adapter repo from a full model before anything is loaded.
+        name_or_path = snapshot_download(name_or_path)
+    adapter = adapter_base(name_or_path)
+    if adapter is None:
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype)
+        processor = AutoProcessor.from_pretrained(name_or_path)
+    else:
+        from peft import PeftModel
+
+        base, processor_source = adapter
+        model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base, dtype=dtype), name_or_path)
+        processor = AutoProcessor.from_pretrained(processor_source)
+    return model.eval(), processor

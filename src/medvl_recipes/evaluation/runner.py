@@ -221,17 +221,15 @@ def _model_info(path: str, model) -> dict:
 
 
 def _load_decoder(path: str, device: str, dtype):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     from medvl_recipes.evaluation.similarity import check_local_checkpoint
+    from medvl_recipes.modeling import load_decoder
 
     check_local_checkpoint(path, "decoder")
     try:
-        processor = AutoProcessor.from_pretrained(path)
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device).eval()
+        model, processor = load_decoder(path, dtype=dtype)
     except OSError as err:
         raise MedvlError(f"--decoder {path}: cannot load ({err})") from err
-    return model, processor
+    return model.to(device), processor
 
 
 def _load_encoder(path: str, device: str, dtype):

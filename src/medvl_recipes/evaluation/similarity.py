@@ -130,6 +130,8 @@ def check_local_checkpoint(path: str, kind: str) -> None:
         if path.startswith((".", "/", "~")) or path.count("/") > 1:
             raise MedvlError(f"--{kind} {path}: no such folder; pass a checkpoint folder or a Hub id")
         return
+    if (folder / "adapter_config.json").is_file():
+        return  # a LoRA adapter: the base model and, if absent here, its processor are loaded from the base
     if not (folder / "config.json").is_file():
         raise MedvlError(f"--{kind} {path}: no config.json; is this a checkpoint folder (save_pretrained output)?")
     processor_files = ("processor_config.json", "preprocessor_config.json")
