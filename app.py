@@ -30,6 +30,7 @@ from medvl_recipes.demo import (
     write_examples,
 )
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.logs import setup_logging
 
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def build(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     try:
         demo, config, kwargs = build(argv)
     except MedvlError as err:

@@ -11,15 +11,15 @@ Tested on CPU (2 cores) with the tiny smoke checkpoints and on one GPU for the 1
 Same as `medvl eval ...`; flags after `--config` override the YAML.
 """
 
-import logging
 import sys
 
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.evaluation.runner import cli
+from medvl_recipes.logs import setup_logging
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     try:
         sys.exit(cli(sys.argv[1:]))
     except MedvlError as err:

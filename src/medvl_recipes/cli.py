@@ -6,7 +6,6 @@ Subcommand modules are imported lazily so that `medvl --help` stays fast and a s
 """
 
 import importlib
-import logging
 import os
 import sys
 
@@ -64,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         sys.stderr.write(f"medvl: unknown command {name!r}. Run `medvl --help` for the list of commands.\n")
         return 2
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO
-    )
+    from medvl_recipes.logs import setup_logging
+
+    setup_logging()
     module = importlib.import_module(COMMANDS[name][0])
     from medvl_recipes.errors import MedvlError
 

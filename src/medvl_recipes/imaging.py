@@ -266,8 +266,24 @@ def dicom_tags_caption(ds) -> str:
     return ". ".join(p.rstrip(".") for p in parts) + "."
 
 
-def _is_dicom(head: bytes) -> bool:
-    return len(head) >= 132 and head[128:132] == b"DICM"
+def is_dicom(source: bytes | str | os.PathLike) -> bool:
+    """Whether `source` (the file's bytes, or its path) is a DICOM Part 10 file.
+
+    A file is DICOM when it carries the 128-byte preamble and `DICM` magic, whatever its name (CD exports have
+    no extension: `DICOM/IM000001`), or is named `*.dcm`. `DICOMDIR` is a media directory, never an image.
+
+    Args:
+        source (`bytes`, `str` or `os.PathLike`): At least the first 132 bytes of a file, or a path.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[128:132]) == b"DICM"
+    path = Path(source)
+    if path.name.upper() == "DICOMDIR" or not path.is_file():
+        return False
+    if path.suffix.lower() == ".dcm":
+        return True
+    with path.open("rb") as handle:
+        return handle.read(132)[128:132] == b"DICM"
 
 
 def _pil_to_rgb(im: Image.Image) -> Image.Image:
@@ -311,7 +327,7 @@ def load_image(path_or_bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         data = path_or_bytes.read()
     if not data:
         raise MedvlError(f"{name}: empty file (0 bytes); re-download or remove it.")
-    if _is_dicom(data[:132]):
+    if is_dicom(data[:132]):
         _refuse_deflated_dicom(data, name)
         ds = read_dicom(data)
         rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))

@@ -25,6 +25,7 @@ from medvl_recipes.callbacks import TrainingStatsCallback
 from medvl_recipes.collators import VisionSFTCollator, load_chat_split
 from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.logs import setup_logging
 from medvl_recipes.modeling import get_model, get_processor, save_checkpoint
 
 
@@ -125,5 +126,5 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     sys.exit(cli())

@@ -27,6 +27,7 @@ from medvl_recipes.configs import EncoderModelConfig, EncoderScriptArguments, Si
 from medvl_recipes.encoder_data import check_encoder_model, get_pair_datasets
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.evaluation.retrieval import format_retrieval_table
+from medvl_recipes.logs import setup_logging
 from medvl_recipes.trainers import SiglipContrastiveTrainer
 
 
@@ -52,7 +53,7 @@ def _resume_path(training_args) -> str | None:
 
 def main(script_args, training_args, model_args, recipe: str | None = None) -> dict:
     # Seed and logging
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
     resume_from = _resume_path(training_args)

@@ -92,12 +92,6 @@ class CleanedImage:
     detail: str = ""
 
 
-def _is_dicom(data: bytes | None, path: Path | None) -> bool:
-    if path is not None and path.suffix.lower() == ".dcm":
-        return True
-    return data is not None and data[128:132] == b"DICM"
-
-
 def _classify(err: BaseException) -> str:
     # `imaging.load_image` wraps PIL's errors in a MedvlError; the cause says what actually went wrong.
     if err.__cause__ is not None:
@@ -138,7 +132,7 @@ def clean_image(image: Path | bytes | None, config: CleaningConfig) -> CleanedIm
         with warnings.catch_warnings():
             # PIL only warns between max_pixels and 2x; we refuse from max_pixels on.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if _is_dicom(image if path is None else None, path):
+            if imaging.is_dicom(image if path is None else path):
                 try:
                     if path is None:
                         import pydicom

@@ -11,7 +11,6 @@ Adapters yield a `RawRecord` even for a record they cannot use (e.g. an Open-I r
 """
 
 import importlib
-import json
 import logging
 import pkgutil
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.jsonl import read_jsonl
 
 
 if TYPE_CHECKING:
@@ -128,20 +128,16 @@ def read_findings_sidecar(root: Path) -> dict[str, list[dict]]:
     if not path.is_file():
         return {}
     findings: dict[str, list[dict]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                findings[str(row["id"])] = [
-                    {"finding": str(f["finding"]), "site": f.get("site"), "present": bool(f.get("present", True))}
-                    for f in row.get("findings") or []
-                ]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise MedvlError(
-                    f"{path}:{line_number}: expected {{'id': str, 'findings': [{{'finding', 'site', 'present'}}]}} ({err})"
-                ) from err
+    for line_number, row in read_jsonl(path):
+        try:
+            findings[str(row["id"])] = [
+                {"finding": str(f["finding"]), "site": f.get("site"), "present": bool(f.get("present", True))}
+                for f in row.get("findings") or []
+            ]
+        except (KeyError, TypeError) as err:
+            raise MedvlError(
+                f"{path}:{line_number}: expected {{'id': str, 'findings': [{{'finding', 'site', 'present'}}]}} ({err})"
+            ) from err
     return findings
 
 

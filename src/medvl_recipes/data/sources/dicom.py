@@ -23,6 +23,7 @@ from medvl_recipes.data.sources import (
     require_dir,
 )
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.imaging import is_dicom
 
 
 _TAGS = [
@@ -34,15 +35,6 @@ _TAGS = [
     "ImageComments",
     "BodyPartExamined",
 ]
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() == ".dcm":
-        return True
-    if path.suffix or not path.is_file():
-        return False
-    with path.open("rb") as handle:
-        return handle.read(132)[128:] == b"DICM"
 
 
 def _caption_from_tags(header) -> str:
@@ -81,7 +73,7 @@ def load_dicom(source: SourceConfig) -> Iterator[RawRecord]:
     captions_file = root / source.option("captions_csv", "captions.csv")
     use_tags = source.option("caption_from", "csv") == "tags"
     captions = _read_captions(captions_file) if captions_file.is_file() and not use_tags else {}
-    files = sorted(p for p in root.rglob("*") if p.is_file() and _is_dicom(p))
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_dicom(p))
     if not files:
         raise MedvlError(f"source 'dicom': no DICOM files under {root}")
     for path in files:

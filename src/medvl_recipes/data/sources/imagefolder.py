@@ -20,16 +20,15 @@ from medvl_recipes.data.sources import (
     require_dir,
 )
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.jsonl import read_jsonl
 
 
 def _metadata_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        if path.suffix == ".csv":
-            yield from enumerate(csv.DictReader(handle), start=2)
-        else:
-            for line_number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield line_number, json.loads(line)
+    if path.suffix != ".csv":
+        yield from read_jsonl(path, what="a JSON object with a 'file_name' field")
+        return
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        yield from enumerate(csv.DictReader(handle), start=2)
 
 
 @register_source("imagefolder")

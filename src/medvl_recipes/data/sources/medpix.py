@@ -27,6 +27,7 @@ from medvl_recipes.data.sources import (
     require_dir,
 )
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.jsonl import read_jsonl
 
 
 DEFAULT_LICENSE = "medpix-terms-non-commercial"
@@ -35,10 +36,9 @@ _SPLITS = {"train": "train", "validation": "dev", "dev": "dev", "test": "test"}
 
 
 def _read_json_records(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
+        return [row for _, row in read_jsonl(path)]
+    data = json.loads(path.read_text(encoding="utf-8-sig"))
     if not isinstance(data, list):
         raise MedvlError(f"{path}: expected a JSON list of objects")
     return data

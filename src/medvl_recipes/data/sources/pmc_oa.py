@@ -7,13 +7,13 @@ extracted. Records are grouped by article (`pmcid`, else the `PMC...` prefix of 
 defaults to `other` (PMC open-access articles carry per-article CC licences) unless set in the recipe.
 """
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from medvl_recipes.data.mixture import SourceConfig
 from medvl_recipes.data.sources import RawRecord, read_findings_sidecar, register_source, require_dir
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.jsonl import read_jsonl
 
 
 @register_source("pmc_oa")
@@ -36,25 +36,20 @@ def load_pmc_oa(source: SourceConfig) -> Iterator[RawRecord]:
     if not files:
         raise MedvlError(f"source 'pmc_oa': none of {names} under {root}")
     for file in files:
-        with file.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    image_name = str(row["image"])
-                except (json.JSONDecodeError, KeyError) as err:
-                    raise MedvlError(
-                        f"{file}:{line_number}: expected a JSON object with 'image' and 'caption'"
-                    ) from err
-                pmcid = row.get("pmcid") or image_name.split("_", 1)[0]
-                yield RawRecord(
-                    id=image_name,
-                    text=row.get("caption") or "",
-                    image=image_dir / image_name,
-                    group_id=f"pmc_oa:{pmcid}",
-                    license="other",
-                    findings=findings.get(image_name, []),
-                    file=f"{file}:{line_number}",
-                    meta={"url_name": row.get("url_name")},
+        for line_number, row in read_jsonl(file, what="a JSON object with 'image' and 'caption'"):
+            if "image" not in row:
+                raise MedvlError(
+                    f"{file}:{line_number}: no 'image' field; expected a JSON object with 'image' and 'caption'"
                 )
+            image_name = str(row["image"])
+            pmcid = row.get("pmcid") or image_name.split("_", 1)[0]
+            yield RawRecord(
+                id=image_name,
+                text=row.get("caption") or "",
+                image=image_dir / image_name,
+                group_id=f"pmc_oa:{pmcid}",
+                license="other",
+                findings=findings.get(image_name, []),
+                file=f"{file}:{line_number}",
+                meta={"url_name": row.get("url_name")},
+            )
