@@ -19,7 +19,6 @@ from pathlib import Path
 
 from medvl_recipes.demo import (
     QUICKSTART_DIR,
-    SPACE_CONFIG_FILE,
     DemoConfig,
     build_demo,
     build_index,
@@ -30,6 +29,7 @@ from medvl_recipes.demo import (
     write_examples,
 )
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.hub.push import SPACE_CONFIG_FILE
 from medvl_recipes.logs import setup_logging
 
 

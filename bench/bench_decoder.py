@@ -30,8 +30,9 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medvl_recipes.collators import VisionSFTCollator, load_chat_split  # noqa: E402
-from medvl_recipes.evaluation import generate_reports  # noqa: E402
+from medvl_recipes.collators import VisionSFTCollator  # noqa: E402
+from medvl_recipes.data.chat import load_chat_split  # noqa: E402
+from medvl_recipes.generation import generate_reports  # noqa: E402
 
 
 def batches(rows, batch_size, count):
@@ -88,7 +89,7 @@ def main() -> None:
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     tmp = Path(tempfile.mkdtemp(prefix="bench-decoder-"))
     if args.model is None:
-        from medvl_recipes.tiny import build_tiny_mllama
+        from medvl_recipes.samples.tiny_models import build_tiny_mllama
 
         args.model = build_tiny_mllama(tmp / "tiny-mllama")
     if args.data is None:

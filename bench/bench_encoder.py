@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.model_dir is None:
-        from medvl_recipes.tiny import build_tiny_siglip
+        from medvl_recipes.samples.tiny_models import build_tiny_siglip
     model_dir = args.model_dir or build_tiny_siglip(tempfile.mkdtemp(prefix="bench-siglip-"))
     processor = AutoProcessor.from_pretrained(model_dir)
     image_size = 224 if args.model == "base" else None

@@ -76,7 +76,7 @@ def bench_metrics(n_pairs: int, n_resamples: int) -> list[tuple[str, float, floa
 
 def bench_harness(dataset: str, models_dir: str | None, max_new_tokens: int, n_resamples: int) -> tuple[int, float]:
     from medvl_recipes.evaluation.runner import EvalArguments, run_evaluation
-    from medvl_recipes.tiny import build_tiny_models
+    from medvl_recipes.samples.tiny_models import build_tiny_models
 
     with tempfile.TemporaryDirectory() as tmp:
         if models_dir is None:

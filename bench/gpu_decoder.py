@@ -5,7 +5,7 @@ Builds the Llama-3.2-11B-Vision architecture from its config (written out below,
 bf16 weights directly on the GPU, then runs a few optimizer steps at batch 1 with one 4-tile image (560 px tiles)
 and a 512-token chat for each recipe that fits one GPU:
 
-- `lora`: LoRA r=16 on the language model's self-attention + MLP (`DEFAULT_LORA_TARGET_MODULES`), vision frozen;
+- `lora`: LoRA r=16 on the language model's self-attention + MLP (`default_lora_target_modules`), vision frozen;
 - `cross_attn_only`: the cross-attention layers and the projector trained in full (`freeze_language_model`).
 
 Gradient checkpointing (`use_reentrant=False`) and SDPA attention, as in the recipes. Prints a markdown table and
@@ -27,7 +27,7 @@ from transformers import MllamaConfig, MllamaForConditionalGeneration
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from medvl_recipes.modeling import DEFAULT_LORA_TARGET_MODULES, freeze_parameters  # noqa: E402
+from medvl_recipes.modeling import default_lora_target_modules, freeze_parameters  # noqa: E402
 
 
 # meta-llama/Llama-3.2-11B-Vision(-Instruct) config.json, as published.
@@ -186,7 +186,7 @@ def main() -> None:
         param.requires_grad_(False)
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=DEFAULT_LORA_TARGET_MODULES)
+    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=default_lora_target_modules(model))
     model = get_peft_model(model, lora)
     model.enable_input_require_grads()
     results["lora"] = run_steps(model, batch, args.steps, args.warmup)

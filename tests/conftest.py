@@ -43,7 +43,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """`{"siglip": path, "mllama": path}`: the tiny checkpoints of `medvl tiny-models`."""
-    from medvl_recipes.tiny import build_tiny_models
+    from medvl_recipes.samples.tiny_models import build_tiny_models
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny-models"), seed=0)
 
@@ -51,7 +51,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def sample_raw_dir(tmp_path_factory) -> Path:
     """The raw sample sources of `medvl sample-data` (default size, seed 0)."""
-    from medvl_recipes.data.sample import write_sample_data
+    from medvl_recipes.samples.sample_data import write_sample_data
 
     return write_sample_data(tmp_path_factory.mktemp("sample-raw") / "raw", seed=0)
 

@@ -306,7 +306,7 @@ def test_index_is_brute_force_and_cached(tiny_models, tmp_path, monkeypatch):
     expected = sorted(range(5), key=lambda i: -float(index.image_emb[i] @ query))[:3]
     assert [row for row, _ in index.search(query, 3)] == expected
     # A second build must come from the cache: encoding again would fail.
-    monkeypatch.setattr("medvl_recipes.evaluation.retrieval.encode_images", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr("medvl_recipes.retrieval.encode_images", lambda *a, **k: 1 / 0)
     cached = build_index(models, config)
     torch.testing.assert_close(cached.image_emb, index.image_emb)
     # Changing the encoder weights invalidates the cache.
@@ -319,7 +319,7 @@ def test_index_is_brute_force_and_cached(tiny_models, tmp_path, monkeypatch):
 def test_siglip_match_is_the_model_sigmoid(tiny_models):
     from transformers import AutoModel, AutoProcessor
 
-    from medvl_recipes.evaluation.retrieval import encode_images
+    from medvl_recipes.retrieval import encode_images
 
     encoder = AutoModel.from_pretrained(tiny_models["siglip"]).eval()
     processor = AutoProcessor.from_pretrained(tiny_models["siglip"])
@@ -349,7 +349,7 @@ def test_load_models_reads_a_lora_adapter(tiny_models, tmp_path):
 
 def test_analyse_streams_the_greedy_report(tiny_models, tmp_path):
     from medvl_recipes.demo import analyse
-    from medvl_recipes.evaluation.generation import generate_reports
+    from medvl_recipes.generation import generate_reports
 
     dataset = write_prepared_dataset(tmp_path / "dataset", n_train=2, n_val=4)
     config = DemoConfig(
@@ -552,7 +552,7 @@ def test_space_bundle_builds_from_its_demo_config(tiny_models, tmp_path):
     import subprocess
     import sys
 
-    from medvl_recipes.hub import stage_space
+    from medvl_recipes.hub.push import stage_space
 
     space = tmp_path / "space"
     dataset = write_prepared_dataset(tmp_path / "dataset", n_train=2, n_val=3)

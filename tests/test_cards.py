@@ -5,8 +5,8 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from medvl_recipes.cards import load_model_index, update_model_card, write_model_card
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.hub.model_card import load_model_index, update_model_card, write_model_card
 
 
 MODEL_INDEX = [

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor
 
-from medvl_recipes.collators import VisionSFTCollator, load_chat_split
+from medvl_recipes.collators import VisionSFTCollator
+from medvl_recipes.data.chat import load_chat_split
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT
 

@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from medvl_recipes.data.card import is_non_commercial
 from medvl_recipes.data.cleaning import clean_text
 from medvl_recipes.data.dedup import find_near_duplicate_pairs, normalise_report
 from medvl_recipes.data.mixture import CleaningConfig, DatasetMixtureConfig, load_mixture_config
 from medvl_recipes.data.prepare import prepare_dataset
 from medvl_recipes.data.split import split_groups
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.hub.dataset_card import is_non_commercial
 from tests.test_sources import (
     noise_image,
     write_dicom,

@@ -112,7 +112,9 @@ def test_bad_input_gives_clear_errors(tmp_path, dataset_dir):
 
 
 def test_crash_mid_run_loses_no_generations(tmp_path, dataset_dir, monkeypatch):
-    monkeypatch.setattr(runner, "_load_decoder", lambda *a: (SimpleNamespace(config=SimpleNamespace()), None))
+    monkeypatch.setattr(
+        "medvl_recipes.modeling.load_decoder", lambda *a, **k: (SimpleNamespace(config=SimpleNamespace()), None)
+    )
     out = tmp_path / "run"
     argv = [
         "--decoder", "fake", "--dataset", str(dataset_dir), "--output-dir", str(out), "--batch-size", "3",

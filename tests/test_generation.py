@@ -6,9 +6,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from medvl_recipes.evaluation import generate_reports, stream_report
-from medvl_recipes.evaluation.generation import build_messages
-from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_SETS
+from medvl_recipes.generation import generate_reports, stream_report
+from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_SETS, build_messages
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import torch
 import yaml
 from huggingface_hub import ModelCard, SpaceCard, constants
 
-from medvl_recipes.cards import write_model_card
 from medvl_recipes.cli import main as medvl
+from medvl_recipes.hub.model_card import write_model_card
 from tests.fixtures.factories import write_prepared_dataset
 from tests.hub_server import HubServer
 
@@ -318,7 +318,7 @@ def test_dry_run_lora_adapter_gets_a_peft_card(hub, tiny_models, tmp_path, capsy
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 5, 6, 7, 64, 4096])
 def test_token_scan_finds_needles_across_chunk_borders(tmp_path, chunk_size):
-    from medvl_recipes.hub import _file_contains
+    from medvl_recipes.hub.push import _file_contains
 
     rng = np.random.default_rng(chunk_size)
     data = rng.integers(0, 4, size=300, dtype=np.uint8).tobytes()

@@ -10,14 +10,14 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from medvl_recipes.cli import main as medvl
 from medvl_recipes.configs import DecoderModelConfig
-from medvl_recipes.evaluation import generate_reports
+from medvl_recipes.generation import generate_reports
 from medvl_recipes.merging import merge_adapter
-from medvl_recipes.modeling import get_model
+from medvl_recipes.modeling import get_decoder
 
 
 def test_merged_model_generates_the_adapter_models_tokens(tiny_models, tmp_path):
     base = str(tiny_models["mllama"])
-    model = get_model(DecoderModelConfig(model_name_or_path=base, use_peft=True, lora_r=8, lora_alpha=16))
+    model = get_decoder(DecoderModelConfig(model_name_or_path=base, use_peft=True, lora_r=8, lora_alpha=16))
     # A trained-looking adapter: LoRA's B starts at zero, which would make the merge trivially exact.
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -38,7 +38,7 @@ def test_merged_model_generates_the_adapter_models_tokens(tiny_models, tmp_path)
 
     images = [Image.new("RGB", (96, 80), color=(c, c, c)) for c in (10, 128, 250)]
     plain = generate_reports(
-        get_model(DecoderModelConfig(model_name_or_path=base)), processor, images, max_new_tokens=12
+        get_decoder(DecoderModelConfig(model_name_or_path=base)), processor, images, max_new_tokens=12
     )
     with_adapter = generate_reports(model.eval(), processor, images, max_new_tokens=12)
     from_merged = generate_reports(merged, merged_processor, images, max_new_tokens=12)

@@ -135,7 +135,7 @@ def test_recall_at_k_matches_brute_force(n):
 
 
 def test_retrieval_agrees_with_encoder_retrieval_metrics():
-    from medvl_recipes.evaluation.retrieval import retrieval_metrics
+    from medvl_recipes.retrieval import retrieval_metrics
 
     g = torch.Generator().manual_seed(0)
     image_emb = torch.nn.functional.normalize(torch.randn(23, 16, generator=g), dim=-1)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoModel, AutoProcessor
 
-from medvl_recipes.evaluation.retrieval import encode_images, encode_texts, retrieval_metrics
+from medvl_recipes.retrieval import encode_images, encode_texts, retrieval_metrics
 
 
 def brute_force_ranks(image_emb, text_emb):

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from medvl_recipes.cli import main
-from medvl_recipes.data.phantoms import (
+from medvl_recipes.imaging import dicom_to_image
+from medvl_recipes.samples.phantoms import (
     MAX_SIDE,
     STUDY_TYPES,
     StudySpec,
@@ -20,8 +21,7 @@ from medvl_recipes.data.phantoms import (
     report_corpus,
     sample_spec,
 )
-from medvl_recipes.data.sample import write_sample_data
-from medvl_recipes.imaging import dicom_to_image
+from medvl_recipes.samples.sample_data import write_sample_data
 
 
 NUM_STUDIES = 40

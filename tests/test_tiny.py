@@ -8,7 +8,7 @@ from PIL import Image
 from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 from medvl_recipes.cli import main
-from medvl_recipes.tiny import build_tiny_models
+from medvl_recipes.samples.tiny_models import build_tiny_models
 
 
 def _digest(folder: Path) -> dict[str, str]:

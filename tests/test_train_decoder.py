@@ -13,11 +13,11 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import SFTConfig, TrlParser
 
 from medvl_recipes.cli import main as medvl
-from medvl_recipes.collators import load_chat_split
 from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments
+from medvl_recipes.data.chat import load_chat_split
 from medvl_recipes.errors import MedvlError
-from medvl_recipes.evaluation.generation import log_sample_generations
-from medvl_recipes.modeling import get_model, get_processor
+from medvl_recipes.generation import log_sample_generations
+from medvl_recipes.modeling import get_decoder, get_processor
 from tests.fixtures.factories import write_chat_dataset
 
 
@@ -75,7 +75,7 @@ def test_smoke_recipe_loss_falls_and_bleu_rises(tiny_models, chat_dir, tmp_path)
 
 
 def test_lora_touches_no_vision_tower_parameter(tiny_models, chat_dir, tmp_path):
-    model = get_model(DecoderModelConfig(model_name_or_path=str(tiny_models["mllama"]), use_peft=True))
+    model = get_decoder(DecoderModelConfig(model_name_or_path=str(tiny_models["mllama"]), use_peft=True))
     lora_modules = {name.rsplit(".lora_", 1)[0] for name, _ in model.named_parameters() if ".lora_" in name}
     assert lora_modules and not any("vision_model" in name for name in lora_modules)
     assert all("language_model.layers." in name and ("self_attn." in name or "mlp." in name) for name in lora_modules)
@@ -92,7 +92,7 @@ def test_lora_touches_no_vision_tower_parameter(tiny_models, chat_dir, tmp_path)
 
 
 def test_freeze_language_model_trains_only_cross_attention(tiny_models):
-    model = get_model(DecoderModelConfig(model_name_or_path=str(tiny_models["mllama"]), freeze_language_model=True))
+    model = get_decoder(DecoderModelConfig(model_name_or_path=str(tiny_models["mllama"]), freeze_language_model=True))
     cross_layers = model.config.text_config.cross_attention_layers
     for name, param in model.named_parameters():
         in_cross_layer = any(f"language_model.layers.{i}." in name for i in cross_layers)
@@ -105,7 +105,7 @@ def test_qlora_needs_a_gpu(tiny_models):
         pytest.skip("checks the CPU error")
     args = DecoderModelConfig(model_name_or_path=str(tiny_models["mllama"]), use_peft=True, load_in_4bit=True)
     with pytest.raises(MedvlError, match="needs a CUDA GPU"):
-        get_model(args)
+        get_decoder(args)
 
 
 def test_tile_count_other_than_the_models_is_refused(tiny_models):

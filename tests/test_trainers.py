@@ -91,7 +91,7 @@ def test_evaluate_reports_loss_and_retrieval(tiny_models, pairs, tmp_path):
         model=model, args=args, eval_dataset=pairs, data_collator=SiglipPairCollator(processor)
     )
     metrics = trainer.evaluate()
-    from medvl_recipes.evaluation.retrieval import encode_images, encode_texts, retrieval_metrics
+    from medvl_recipes.retrieval import encode_images, encode_texts, retrieval_metrics
 
     expected = retrieval_metrics(
         encode_images(model, processor, pairs["image"]), encode_texts(model, processor, pairs["text"])

@@ -9,10 +9,10 @@ import time
 import torch
 from transformers import TrainerCallback
 
+from medvl_recipes.collators import IGNORE_INDEX
+
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100
 
 
 def peak_memory_gb() -> float:

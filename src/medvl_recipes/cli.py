@@ -13,11 +13,11 @@ import sys
 # name -> (module exposing `cli(argv: list[str]) -> int | None`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-models": (
-        "medvl_recipes.tiny",
+        "medvl_recipes.samples.tiny_models",
         "Build tiny random SigLIP and Llama-3.2-Vision checkpoints (offline stand-ins).",
     ),
     "sample-data": (
-        "medvl_recipes.data.sample",
+        "medvl_recipes.samples.sample_data",
         "Write the embedded sample data in the public datasets' own formats.",
     ),
     "prepare": ("medvl_recipes.data.prepare", "Clean, de-duplicate and split raw sources into a Hub-ready dataset."),
@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "medvl_recipes.evaluation.runner",
         "Evaluate checkpoints or predictions; `medvl eval compare A B` tests differences.",
     ),
-    "push": ("medvl_recipes.hub", "Push a model, a dataset or the demo Space to the Hugging Face Hub."),
+    "push": ("medvl_recipes.hub.push", "Push a model, a dataset or the demo Space to the Hugging Face Hub."),
 }
 
 

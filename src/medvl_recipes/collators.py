@@ -10,8 +10,9 @@ import torch
 from PIL import Image as PILImage
 from transformers import ProcessorMixin
 
+from medvl_recipes.data.chat import check_chat_example
 from medvl_recipes.errors import MedvlError
-from medvl_recipes.imaging import load_image
+from medvl_recipes.imaging import open_image
 
 
 logger = logging.getLogger(__name__)
@@ -19,136 +20,6 @@ logger = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 LOSS_ON_CHOICES = ("assistant", "all")
 TOO_LONG_CHOICES = ("error", "drop")
-
-
-def open_image(image: Any, root: Path | None, where: str) -> PILImage.Image:
-    """Open a PIL image, bytes, a datasets `Image()` dict or a path (relative to `root`) as RGB; errors name `where`."""
-    if isinstance(image, PILImage.Image):
-        return image.convert("RGB")
-    if isinstance(image, dict) and (image.get("bytes") or image.get("path")):
-        # A datasets `Image()` feature read with `decode=False`.
-        image = image.get("bytes") or image["path"]
-    if isinstance(image, (str, Path)):
-        image = Path(image) if Path(image).is_absolute() or root is None else root / image
-    elif not isinstance(image, (bytes, bytearray)):
-        raise MedvlError(f"{where}: an image must be a PIL image, bytes or a path, got {type(image).__name__}")
-    try:
-        return load_image(image)
-    except (MedvlError, OSError) as err:
-        raise MedvlError(
-            f"{where}: cannot read image: {err}; fix or remove the file, or rerun `medvl to-chat` to rewrite it"
-        ) from err
-
-
-# `SiglipPairCollator` calls it by its earlier private name.
-_open_image = open_image
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text") or "" for part in content or [] if part.get("type") == "text")
-
-
-def _num_image_parts(messages: list[dict]) -> int:
-    count = 0
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            count += content.count("<|image|>")
-        else:
-            count += sum(1 for part in content or [] if part.get("type") == "image")
-            count += sum((part.get("text") or "").count("<|image|>") for part in content or [])
-    return count
-
-
-def check_chat_example(example: dict, where: str) -> None:
-    """Raise a `MedvlError` naming `where` (e.g. `"sample 3 (id abc)"`) if `example` cannot be trained on.
-
-    Checks that the example has a `messages` list with at least one assistant turn and an `images` list (or a single
-    `image`) with exactly one entry per image placeholder in the messages.
-
-    Args:
-        example (`dict`):
-            A chat-JSONL record: `{"messages": [...], "images": [...]}`.
-        where (`str`):
-            How to name the sample in the error message.
-    """
-    messages = example.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise MedvlError(f"{where}: no `messages` list; each line needs the chat-JSONL layout of `medvl to-chat`")
-    if not any(
-        message.get("role") == "assistant" and _text_of(message.get("content")).strip() for message in messages
-    ):
-        raise MedvlError(
-            f"{where}: the chat has no (non-empty) assistant turn, so there is nothing to learn; add the report as an "
-            "assistant message or drop the sample"
-        )
-    images = example.get("images")
-    if images is None and example.get("image") is not None:
-        images = [example["image"]]
-    num_images = len(images or [])
-    num_placeholders = _num_image_parts(messages)
-    if num_images == 0:
-        raise MedvlError(
-            f"{where}: the sample has no image; give it an `images` list (paths relative to the JSONL file) or drop it"
-        )
-    if num_placeholders != num_images:
-        raise MedvlError(
-            f"{where}: the messages have {num_placeholders} image placeholder(s) (`{{'type': 'image'}}` parts or "
-            f"<|image|> tokens) but `images` has {num_images}; give one image per placeholder"
-        )
-
-
-def load_chat_split(dataset_dir: str | Path, split: str):
-    """Load `dataset_dir/{split}.jsonl` (the chat-JSONL layout of `medvl to-chat`) as a `datasets.Dataset`.
-
-    Every line is checked with `check_chat_example` and its image paths are made absolute (they are relative to
-    the JSONL file), so errors name the file and line before any training starts.
-
-    Args:
-        dataset_dir (`str` or `Path`):
-            The chat folder (`train.jsonl`, `validation.jsonl`, `images/`).
-        split (`str`):
-            File stem, e.g. `"train"`.
-
-    Returns:
-        `datasets.Dataset` with columns `id`, `messages`, `images` (absolute paths).
-    """
-    import json
-
-    from datasets import Dataset
-
-    path = Path(dataset_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        raise MedvlError(f"{path}: no such file; point dataset_name at a folder written by `medvl to-chat`")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {line_number} (sample {len(rows)})"
-            try:
-                example = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MedvlError(
-                    f"{where}: not valid JSON ({err.msg}); rewrite the file with `medvl to-chat`"
-                ) from err
-            check_chat_example(example, where)
-            images = example.get("images") if example.get("images") is not None else [example["image"]]
-            absolute = []
-            for image in images:
-                image_path = Path(image) if Path(image).is_absolute() else path.parent / image
-                if not image_path.is_file():
-                    raise MedvlError(
-                        f"{where}: image {image_path} does not exist; copy the `images/` folder next to the JSONL or "
-                        "rerun `medvl to-chat`"
-                    )
-                absolute.append(str(image_path))
-            rows.append({"id": str(example.get("id", len(rows))), "messages": example["messages"], "images": absolute})
-    if not rows:
-        raise MedvlError(f"{path}: no samples; rerun `medvl to-chat` or choose another split")
-    return Dataset.from_list(rows)
 
 
 @dataclass
@@ -214,7 +85,7 @@ class VisionSFTCollator:
             raise MedvlError(f"too_long={self.too_long!r} is not supported; choose one of {TOO_LONG_CHOICES}")
         self.image_root = Path(self.image_root) if self.image_root is not None else None
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        self.image_token_id = self.tokenizer.convert_tokens_to_ids("<|image|>")
+        self.image_token_id = self.tokenizer.convert_tokens_to_ids(self.processor.image_token)
 
     def _render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
         text = self.processor.apply_chat_template(
@@ -247,7 +118,7 @@ class VisionSFTCollator:
         texts, images, spans, wheres = [], [], [], []
         for position, example in enumerate(examples):
             where = f"sample {position} of the batch" + (f" (id {example['id']})" if example.get("id") else "")
-            check_chat_example(example, where)
+            check_chat_example(example, where, image_token=self.processor.image_token)
             messages = example["messages"]
             texts.append(self._render(messages))
             spans.append(self._assistant_spans(messages, texts[-1], where) if self.loss_on == "assistant" else [])
@@ -361,7 +232,7 @@ class SiglipPairCollator:
                     raise MedvlError(
                         f"{where}: no {column!r} value; set image_column/text_column to the dataset's columns"
                     )
-            images.append(_open_image(example[self.image_column], None, where))
+            images.append(open_image(example[self.image_column], None, where))
             texts.append(str(example[self.text_column]))
         image_kwargs = {}
         if self.image_size is not None:

@@ -167,7 +167,7 @@ class DecoderModelConfig(ModelConfig):
     """Model arguments of `medvl_recipes.train_decoder` (on top of TRL's `ModelConfig`: LoRA, QLoRA, dtype, ...).
 
     With `use_peft` and no `lora_target_modules`, LoRA targets the language model's self-attention and MLP
-    projections (`medvl_recipes.modeling.DEFAULT_LORA_TARGET_MODULES`), never the vision tower.
+    projections (`medvl_recipes.modeling.default_lora_target_modules`), never the vision tower.
 
     Args:
         freeze_vision_tower (`bool`, *optional*, defaults to `True`):

@@ -24,12 +24,12 @@ import torch
 from PIL import Image
 
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.imaging import is_dicom
 
 
 logger = logging.getLogger(__name__)
 
 QUICKSTART_DIR = Path("outputs/quickstart")
-SPACE_CONFIG_FILE = "demo_config.json"
 ENV_PREFIX = "MEDVL_DEMO_"
 DISCLAIMER = (
     "**Not for clinical use.** This demo shows a research model. Its reports can be wrong or incomplete and are "
@@ -174,13 +174,10 @@ def load_models(config: DemoConfig) -> DemoModels:
     Args:
         config (`DemoConfig`): Settings with `decoder` and `encoder` set (see `resolve_sources`).
     """
-    from transformers import AutoModel, AutoProcessor
-
-    from medvl_recipes.modeling import load_decoder
+    from medvl_recipes.modeling import load_decoder, load_encoder
 
     decoder, decoder_processor = load_decoder(config.decoder)
-    encoder = AutoModel.from_pretrained(config.encoder).eval()
-    encoder_processor = AutoProcessor.from_pretrained(config.encoder)
+    encoder, encoder_processor = load_encoder(config.encoder)
     logger.info("Loaded decoder %s and encoder %s", config.decoder, config.encoder)
     return DemoModels(decoder, decoder_processor, encoder, encoder_processor)
 
@@ -209,18 +206,9 @@ class CaseIndex:
 
 
 def _load_split(name_or_path: str, split: str):
-    from datasets import load_dataset
+    from medvl_recipes.data.prepared import load_prepared_split
 
-    try:
-        dataset = load_dataset(str(name_or_path), split=split)
-    except ValueError as err:
-        raise MedvlError(f"index dataset {name_or_path}: cannot load split {split!r} ({err})") from err
-    missing = {"image", "text", "id"} - set(dataset.column_names)
-    if missing:
-        raise MedvlError(
-            f"index dataset {name_or_path}: missing columns {sorted(missing)}; pass a `medvl prepare` output"
-        )
-    return dataset
+    return load_prepared_split(name_or_path, split, setting="--index-split")
 
 
 def _encoder_fingerprint(encoder) -> str:
@@ -244,7 +232,7 @@ def build_index(models: DemoModels, config: DemoConfig, batch_size: int = 32) ->
         config (`DemoConfig`): Settings (`index_dataset`, `index_split`, `index_limit`, `cache_dir`).
         batch_size (`int`, *optional*, defaults to `32`): Images per encoder forward pass.
     """
-    from medvl_recipes.evaluation.retrieval import encode_images
+    from medvl_recipes.retrieval import encode_images
 
     dataset = _load_split(config.index_dataset, config.index_split)
     if config.index_limit and len(dataset) > config.index_limit:
@@ -297,7 +285,7 @@ def sniff_upload(head: bytes) -> str | None:
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
-    if len(head) >= 132 and head[128:132] == b"DICM":
+    if is_dicom(head):
         return "dicom"
     return None
 
@@ -475,7 +463,7 @@ def siglip_match(models: DemoModels, image_emb: torch.Tensor, report: str) -> tu
         image_emb (`torch.Tensor`): `(1, D)` image embedding.
         report (`str`): The report text.
     """
-    from medvl_recipes.evaluation.retrieval import encode_texts
+    from medvl_recipes.retrieval import encode_texts
 
     text_emb = encode_texts(models.encoder, models.encoder_processor, [report])  # (1, D)
     cosine = float(image_emb.reshape(-1) @ text_emb.reshape(-1))
@@ -510,8 +498,8 @@ def analyse(models: DemoModels, index: CaseIndex, config: DemoConfig, path: str 
         `Analysis`: the state after validation, after each generated piece, and the final state (`done=True`).
         Bad input gives a single `Analysis` whose `status` explains the problem.
     """
-    from medvl_recipes.evaluation.generation import stream_report
-    from medvl_recipes.evaluation.retrieval import encode_images
+    from medvl_recipes.generation import stream_report
+    from medvl_recipes.retrieval import encode_images
 
     try:
         image, kind = read_upload(path, max_bytes=int(config.max_upload_mb * 1e6), max_pixels=config.max_pixels)

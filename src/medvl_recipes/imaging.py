@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -360,3 +361,22 @@ def load_image(path_or_bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         return _pil_to_rgb(im)
     except (OSError, ValueError) as err:
         raise MedvlError(f"{name}: cannot convert image mode {im.mode!r} to RGB ({err}).") from err
+
+
+def open_image(image: Any, root: Path | None, where: str) -> Image.Image:
+    """Open a PIL image, bytes, a datasets `Image()` dict or a path (relative to `root`) as RGB; errors name `where`."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, dict) and (image.get("bytes") or image.get("path")):
+        # A datasets `Image()` feature read with `decode=False`.
+        image = image.get("bytes") or image["path"]
+    if isinstance(image, (str, Path)):
+        image = Path(image) if Path(image).is_absolute() or root is None else root / image
+    elif not isinstance(image, (bytes, bytearray)):
+        raise MedvlError(f"{where}: an image must be a PIL image, bytes or a path, got {type(image).__name__}")
+    try:
+        return load_image(image)
+    except (MedvlError, OSError) as err:
+        raise MedvlError(
+            f"{where}: cannot read image: {err}; fix or remove the file, or rerun `medvl to-chat` to rewrite it"
+        ) from err

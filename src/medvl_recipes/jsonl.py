@@ -2,6 +2,7 @@
 """JSON Lines: the one reader (with line numbers and one-line errors) and the one atomic writer of the package."""
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -9,7 +10,12 @@ from pathlib import Path
 from medvl_recipes.errors import MedvlError
 
 
-def read_jsonl(path: str | Path, *, what: str = "one JSON object per line") -> Iterator[tuple[int, dict]]:
+logger = logging.getLogger(__name__)
+
+
+def read_jsonl(
+    path: str | Path, *, what: str = "one JSON object per line", skip_bad_lines: bool = False
+) -> Iterator[tuple[int, dict]]:
     """Yield `(line_number, object)` for every non-blank line of a JSONL file.
 
     UTF-8 with or without a byte-order mark; CRLF line ends are fine.
@@ -17,6 +23,8 @@ def read_jsonl(path: str | Path, *, what: str = "one JSON object per line") -> I
     Args:
         path (`str` or `Path`): The file.
         what (`str`, *optional*): What a line should hold, for the error message.
+        skip_bad_lines (`bool`, *optional*, defaults to `False`): Log and skip unreadable lines instead of raising
+            (append-only logs, whose last line a crash can cut short).
 
     Raises:
         `MedvlError`: `path:line: ...` when the file is missing, a line is not valid JSON or not an object.
@@ -30,10 +38,18 @@ def read_jsonl(path: str | Path, *, what: str = "one JSON object per line") -> I
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MedvlError(f"{path}:{line_number}: not valid JSON ({err.msg}); expected {what}") from err
-            if not isinstance(row, dict):
-                raise MedvlError(f"{path}:{line_number}: a {type(row).__name__}, not a JSON object; expected {what}")
+                if not isinstance(row, dict):
+                    raise MedvlError(
+                        f"{path}:{line_number}: a {type(row).__name__}, not a JSON object; expected {what}"
+                    )
+            except (json.JSONDecodeError, MedvlError) as err:
+                message = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+                if skip_bad_lines:
+                    logger.warning("%s:%d: unreadable line skipped (%s)", path, line_number, message)
+                    continue
+                if isinstance(err, MedvlError):
+                    raise
+                raise MedvlError(f"{path}:{line_number}: not valid JSON ({message}); expected {what}") from err
             yield line_number, row
 
 

@@ -1,5 +1,12 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
-"""Model and processor factories for the decoder (Llama 3.2 Vision / Mllama): dtype, QLoRA, LoRA, freezing."""
+"""One loader per model kind, and the checkpoint folder they read and write.
+
+- Encoder (SigLIP dual encoder): `get_encoder` for training, `load_encoder` for inference.
+- Decoder (Llama 3.2 Vision / Mllama, or any `AutoModelForImageTextToText`): `get_processor` and `get_decoder` for
+  training (dtype, QLoRA, LoRA, freezing), `load_decoder` for inference (full, merged or LoRA adapter).
+- `parse_dtype`, the one parser of dtype options; `check_checkpoint`, `adapter_base` and `save_checkpoint`, the
+  checkpoint folder (`save_pretrained` output plus processor, `run_args.json`, optional LoRA adapter).
+"""
 
 import json
 import logging
@@ -8,18 +15,35 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    PreTrainedModel,
+    ProcessorMixin,
+)
 
 from medvl_recipes.errors import MedvlError
 
 
 logger = logging.getLogger(__name__)
 
-# The language model's self-attention and MLP projections. Anchored on `language_model.layers.N.` so it can never
-# match the vision tower, whose layers also have `self_attn.q_proj` and an MLP; PEFT full-matches a string target.
-DEFAULT_LORA_TARGET_MODULES = (
-    r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
-)
+# The language model's self-attention and MLP projections, found under the module that `get_decoder()` returns so
+# that they can never match the vision tower (whose layers also have `self_attn.q_proj` and an MLP) and so that
+# another image-text family (Qwen2-VL, LLaVA, ...) gets its own language model's names, not Mllama's.
+_LORA_PROJECTIONS = r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+
+
+def default_lora_target_modules(model: PreTrainedModel) -> str:
+    """A PEFT regex for the self-attention and MLP projections of `model`'s language model layers only.
+
+    Args:
+        model (`PreTrainedModel`): An image-text-to-text model whose `get_decoder()` is its language model.
+    """
+    language_model = model.get_decoder()
+    prefix = next(name for name, module in model.named_modules() if module is language_model)
+    return rf"{re.escape(prefix)}\.layers\.\d+\.{_LORA_PROJECTIONS}"
 
 
 def get_processor(model_args) -> ProcessorMixin:
@@ -50,27 +74,151 @@ def get_processor(model_args) -> ProcessorMixin:
     return processor
 
 
-def _torch_dtype(name: str | None):
-    if name in (None, "auto"):
+def parse_dtype(name: str | torch.dtype | None, *, device: str | None = None) -> str | torch.dtype | None:
+    """The dtype option of every command and recipe: `auto`, `bfloat16`, `float16`, `float32` (or a `torch.dtype`).
+
+    Args:
+        name (`str`, `torch.dtype` or `None`): The option value.
+        device (`str`, *optional*): For inference: with a device, `auto` means bfloat16 on CUDA and float32
+            elsewhere. Without one, `auto` (and `None`) are passed on to `from_pretrained`, which then keeps the
+            checkpoint's dtype.
+    """
+    if isinstance(name, torch.dtype):
         return name
-    if not isinstance(getattr(torch, name, None), torch.dtype):
+    if name in (None, "auto"):
+        if device is None:
+            return name
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if not isinstance(getattr(torch, str(name), None), torch.dtype):
         raise MedvlError(f"dtype={name!r} is not a torch dtype; use auto, bfloat16, float16 or float32")
     return getattr(torch, name)
 
 
-def get_lora_config(model_args):
-    """A PEFT `LoraConfig` from `model_args`; targets `DEFAULT_LORA_TARGET_MODULES` unless `lora_target_modules`.
+def resolve_device(name: str = "auto") -> str:
+    """`auto` is `cuda` when a GPU is visible, else `cpu`; any other name is returned as is."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def check_checkpoint(path: str, kind: str) -> None:
+    """Fail early, with a clear message, on a local checkpoint folder that cannot be loaded.
+
+    Args:
+        path (`str`): A folder or a Hub id (Hub ids are not checked here; a missing local-looking path is).
+        kind (`str`): `"encoder"` or `"decoder"`, for the message.
+    """
+    folder = Path(path)
+    if not folder.exists():
+        if path.startswith((".", "/", "~")) or path.count("/") > 1:
+            raise MedvlError(f"--{kind} {path}: no such folder; pass a checkpoint folder or a Hub id")
+        return
+    if (folder / "adapter_config.json").is_file():
+        return  # a LoRA adapter: the base model and, if absent here, its processor are loaded from the base
+    if not (folder / "config.json").is_file():
+        raise MedvlError(f"--{kind} {path}: no config.json; is this a checkpoint folder (save_pretrained output)?")
+    processor_files = ("processor_config.json", "preprocessor_config.json")
+    if not any((folder / name).is_file() for name in processor_files):
+        raise MedvlError(
+            f"--{kind} {path}: no processor (preprocessor_config.json) next to the weights; "
+            f"save it with processor.save_pretrained({str(path)!r}) or point --{kind} at the training output folder"
+        )
+
+
+def check_encoder_model(model, max_length: int, model_name: str) -> None:
+    """Raise a `MedvlError` if `model` is not a SigLIP-style dual encoder or `max_length` exceeds its text positions.
+
+    Args:
+        model (`PreTrainedModel`):
+            The loaded model.
+        max_length (`int`):
+            The configured text length in tokens.
+        model_name (`str`):
+            How to name the model in the message.
+    """
+    if not all(hasattr(model, attr) for attr in ("logit_scale", "logit_bias", "get_image_features")):
+        raise MedvlError(
+            f"{model_name} ({type(model).__name__}) is not a SigLIP dual encoder with logit_scale/logit_bias; "
+            "use a SiglipModel checkpoint such as google/siglip-base-patch16-224"
+        )
+    limit = model.config.text_config.max_position_embeddings
+    if max_length > limit:
+        raise MedvlError(
+            f"max_length={max_length} exceeds the text tower's {limit} positions of {model_name}; set max_length <= {limit}"
+        )
+
+
+def get_encoder(model_args, script_args) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Load the encoder and its processor for training: dtype, checks, re-initialised logit scale/bias, frozen towers.
+
+    Args:
+        model_args (`EncoderModelConfig`):
+            `model_name_or_path`, `model_revision`, `dtype`, `attn_implementation`, `init_logit_scale`,
+            `init_logit_bias`, `freeze_vision_tower`, `freeze_text_tower`.
+        script_args (`EncoderScriptArguments`):
+            `image_size` (saved with the processor, so inference resizes like training did) and `max_length`.
+    """
+    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    if script_args.image_size is not None:
+        processor.image_processor.size = {"height": script_args.image_size, "width": script_args.image_size}
+    model = AutoModel.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=parse_dtype(model_args.dtype),
+        attn_implementation=model_args.attn_implementation,
+    )
+    check_encoder_model(model, script_args.max_length, model_args.model_name_or_path)
+    with torch.no_grad():
+        if model_args.init_logit_scale is not None:
+            model.logit_scale.fill_(model_args.init_logit_scale)
+        if model_args.init_logit_bias is not None:
+            model.logit_bias.fill_(model_args.init_logit_bias)
+    for tower, frozen in (
+        ("vision_model", model_args.freeze_vision_tower),
+        ("text_model", model_args.freeze_text_tower),
+    ):
+        if frozen:
+            getattr(model, tower).requires_grad_(False)
+    return model, processor
+
+
+def load_encoder(
+    name_or_path: str, *, dtype: str | torch.dtype = "auto", device: str = "cpu"
+) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Load a trained encoder and its processor for inference, from a folder or a Hub id.
+
+    Args:
+        name_or_path (`str`): A checkpoint folder or Hub id.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`): See `parse_dtype`.
+        device (`str`, *optional*, defaults to `"cpu"`): Where to put the model.
+
+    Returns:
+        `(model, processor)`, the model in eval mode.
+    """
+    check_checkpoint(name_or_path, "encoder")
+    try:
+        processor = AutoProcessor.from_pretrained(name_or_path)
+        model = AutoModel.from_pretrained(name_or_path, dtype=parse_dtype(dtype, device=device))
+    except OSError as err:
+        raise MedvlError(f"--encoder {name_or_path}: cannot load ({str(err).splitlines()[0]})") from err
+    return model.to(device).eval(), processor
+
+
+def get_lora_config(model_args, model: PreTrainedModel):
+    """A PEFT `LoraConfig` from `model_args`; targets `default_lora_target_modules(model)` unless `lora_target_modules`.
 
     Args:
         model_args (`DecoderModelConfig`):
             Reads `lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`, `lora_modules_to_save`,
             `use_rslora` and `use_dora`.
+        model (`PreTrainedModel`):
+            The model the adapters go on (its language model decides the default targets).
     """
     from peft import LoraConfig
 
     target_modules = model_args.lora_target_modules
     if target_modules is None:
-        target_modules = DEFAULT_LORA_TARGET_MODULES
+        target_modules = default_lora_target_modules(model)
     elif len(target_modules) == 1 and not target_modules[0].isidentifier():
         # A single regex given on the command line or in YAML.
         target_modules = target_modules[0]
@@ -115,7 +263,7 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def get_model(model_args, training_args=None) -> PreTrainedModel:
+def get_decoder(model_args, training_args=None) -> PreTrainedModel:
     """Load the decoder for training: dtype, optional 4-bit QLoRA, freezing, optional LoRA adapters.
 
     Args:
@@ -143,7 +291,7 @@ def get_model(model_args, training_args=None) -> PreTrainedModel:
         )
     kwargs = {
         "revision": model_args.model_revision,
-        "dtype": _torch_dtype(model_args.dtype),
+        "dtype": parse_dtype(model_args.dtype),
     }
     if model_args.attn_implementation is not None:
         kwargs["attn_implementation"] = model_args.attn_implementation
@@ -170,7 +318,7 @@ def get_model(model_args, training_args=None) -> PreTrainedModel:
                 use_gradient_checkpointing=gradient_checkpointing,
                 gradient_checkpointing_kwargs=getattr(training_args, "gradient_checkpointing_kwargs", None),
             )
-        model = get_peft_model(model, get_lora_config(model_args))
+        model = get_peft_model(model, get_lora_config(model_args, model))
     else:
         freeze_parameters(
             model, vision_tower=model_args.freeze_vision_tower, language_model=model_args.freeze_language_model
@@ -228,29 +376,40 @@ def adapter_base(adapter_dir: str | Path) -> tuple[str, str] | None:
     return base, processor_source
 
 
-def load_decoder(name_or_path: str, *, dtype: str | torch.dtype = "auto") -> tuple[PreTrainedModel, ProcessorMixin]:
+def load_decoder(
+    name_or_path: str, *, dtype: str | torch.dtype = "auto", device: str | None = None
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Load a report model for inference, full/merged checkpoint or LoRA adapter, local folder or Hub id.
 
     Args:
         name_or_path (`str`): A folder or Hub id.
-        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`): Dtype to load the weights in.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`): See `parse_dtype`.
+        device (`str`, *optional*): Where to put the model; left where `from_pretrained` puts it when unset.
 
     Returns:
         `(model, processor)`, the model in eval mode.
     """
-    if not Path(name_or_path).exists():
-        from huggingface_hub import snapshot_download
+    check_checkpoint(name_or_path, "decoder")
+    dtype = parse_dtype(dtype, device=device)
+    try:
+        if not Path(name_or_path).exists():
+            from huggingface_hub import snapshot_download
 
-        # A local snapshot tells an adapter repo from a full model before anything is loaded.
-        name_or_path = snapshot_download(name_or_path)
-    adapter = adapter_base(name_or_path)
-    if adapter is None:
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype)
-        processor = AutoProcessor.from_pretrained(name_or_path)
-    else:
-        from peft import PeftModel
+            # A local snapshot tells an adapter repo from a full model before anything is loaded.
+            name_or_path = snapshot_download(name_or_path)
+        adapter = adapter_base(name_or_path)
+        if adapter is None:
+            model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype)
+            processor = AutoProcessor.from_pretrained(name_or_path)
+        else:
+            from peft import PeftModel
 
-        base, processor_source = adapter
-        model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base, dtype=dtype), name_or_path)
-        processor = AutoProcessor.from_pretrained(processor_source)
+            base, processor_source = adapter
+            base_model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)
+            model = PeftModel.from_pretrained(base_model, name_or_path)
+            processor = AutoProcessor.from_pretrained(processor_source)
+    except OSError as err:
+        raise MedvlError(f"--decoder {name_or_path}: cannot load ({str(err).splitlines()[0]})") from err
+    if device is not None:
+        model = model.to(device)
     return model.eval(), processor

@@ -36,3 +36,29 @@ def get_prompt_set(name: str) -> list[str]:
     if name not in PROMPT_SETS:
         raise MedvlError(f"unknown prompt set {name!r}; choose one of {sorted(PROMPT_SETS)}")
     return PROMPT_SETS[name]
+
+
+def build_messages(
+    instruction: str | None = None, system_prompt: str | None = None, *, report: str | None = None
+) -> list[dict]:
+    """The conversation of one sample in TRL's conversational vision format, for training and for generation.
+
+    A system turn (unless `system_prompt` is `""`), a user turn with one image and the instruction, and, when
+    `report` is given, the assistant's answer. Training (`medvl to-chat`) and generation build their prompts here,
+    so the model is asked at inference exactly as it was trained.
+
+    Args:
+        instruction (`str`, *optional*):
+            The user's instruction after the image; defaults to `PROMPT_SETS["default"][0]`.
+        system_prompt (`str`, *optional*):
+            Defaults to `DEFAULT_SYSTEM_PROMPT`; pass `""` for no system turn.
+        report (`str`, *optional*):
+            The assistant turn (training samples); omitted for a generation request.
+    """
+    instruction = PROMPT_SETS["default"][0] if instruction is None else instruction
+    system_prompt = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
+    messages = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}] if system_prompt else []
+    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]})
+    if report is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": report}]})
+    return messages

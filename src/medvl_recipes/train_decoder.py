@@ -22,11 +22,12 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer, TrlParser
 
 from medvl_recipes.callbacks import TrainingStatsCallback
-from medvl_recipes.collators import VisionSFTCollator, load_chat_split
+from medvl_recipes.collators import VisionSFTCollator
 from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path
+from medvl_recipes.data.chat import load_chat_split
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.logs import setup_logging
-from medvl_recipes.modeling import get_model, get_processor, save_checkpoint
+from medvl_recipes.modeling import get_decoder, get_processor, save_checkpoint
 
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
 
     # Processor and model
     processor = get_processor(model_args)
-    model = get_model(model_args, training_args)
+    model = get_decoder(model_args, training_args)
     collator = VisionSFTCollator(
         processor,
         max_length=training_args.max_length,
@@ -84,7 +85,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
 
     # Evaluate
     if trainer.is_world_process_zero() and script_args.num_sample_generations > 0:
-        from medvl_recipes.evaluation.generation import log_sample_generations
+        from medvl_recipes.generation import log_sample_generations
 
         samples = log_sample_generations(
             trainer.accelerator.unwrap_model(trainer.model),
@@ -100,7 +101,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
 
     # Model card
     if trainer.is_world_process_zero():
-        from medvl_recipes.cards import write_model_card
+        from medvl_recipes.hub.model_card import write_model_card
 
         write_model_card(
             training_args.output_dir,

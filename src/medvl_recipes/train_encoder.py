@@ -10,24 +10,24 @@ Usage:
     medvl train-encoder --config recipes/siglip-base-patch16-224/encoder/config_full.yaml --learning_rate 5e-5
 """
 
-import json
 import logging
 import sys
 from pathlib import Path
 
-import torch
 import transformers
-from transformers import AutoModel, AutoProcessor, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
-from medvl_recipes.cards import write_model_card
 from medvl_recipes.collators import SiglipPairCollator
 from medvl_recipes.configs import EncoderModelConfig, EncoderScriptArguments, SiglipTrainingConfig, get_recipe_path
-from medvl_recipes.encoder_data import check_encoder_model, get_pair_datasets
+from medvl_recipes.data.pairs import get_pair_datasets
 from medvl_recipes.errors import MedvlError
-from medvl_recipes.evaluation.retrieval import format_retrieval_table
+from medvl_recipes.hub.model_card import write_model_card
+from medvl_recipes.hub.push import move_token_to_environment, push_training_output
 from medvl_recipes.logs import setup_logging
+from medvl_recipes.modeling import get_encoder
+from medvl_recipes.retrieval import write_retrieval_before_after
 from medvl_recipes.trainers import SiglipContrastiveTrainer
 
 
@@ -56,38 +56,15 @@ def main(script_args, training_args, model_args, recipe: str | None = None) -> d
     setup_logging()
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
+    move_token_to_environment(training_args)
     resume_from = _resume_path(training_args)
 
     # Data
     do_eval = training_args.eval_strategy != "no" or training_args.retrieval_eval
     train_dataset, eval_dataset = get_pair_datasets(script_args, do_eval=do_eval)
 
-    # Processor
-    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    if script_args.image_size is not None:
-        # Saved with the model, so inference resizes like training did.
-        processor.image_processor.size = {"height": script_args.image_size, "width": script_args.image_size}
-
-    # Model
-    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
-    model = AutoModel.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        dtype=dtype,
-        attn_implementation=model_args.attn_implementation,
-    )
-    check_encoder_model(model, script_args.max_length, model_args.model_name_or_path)
-    with torch.no_grad():
-        if model_args.init_logit_scale is not None:
-            model.logit_scale.fill_(model_args.init_logit_scale)
-        if model_args.init_logit_bias is not None:
-            model.logit_bias.fill_(model_args.init_logit_bias)
-    for tower, frozen in (
-        ("vision_model", model_args.freeze_vision_tower),
-        ("text_model", model_args.freeze_text_tower),
-    ):
-        if frozen:
-            getattr(model, tower).requires_grad_(False)
+    # Processor and model
+    model, processor = get_encoder(model_args, script_args)
 
     # Trainer
     collator = SiglipPairCollator(
@@ -123,10 +100,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None) -> d
         trainer.save_metrics("eval", after)
         metrics.update(after)
         if trainer.is_world_process_zero():
-            table = format_retrieval_table(before, after, prefix="eval_")
-            logger.info("Validation retrieval before -> after training:\n%s", table)
-            with open(Path(training_args.output_dir) / RETRIEVAL_FILE, "w") as f:
-                json.dump({"before": before, "after": after, "table": table}, f, indent=2)
+            write_retrieval_before_after(Path(training_args.output_dir) / RETRIEVAL_FILE, before, after)
 
     # Model card and push
     if trainer.is_world_process_zero():
@@ -141,18 +115,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None) -> d
             training_args=training_args.to_sanitized_dict(),
         )
         if training_args.push_to_hub:
-            from huggingface_hub import HfApi
-
-            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
-            api = HfApi(token=training_args.hub_token)
-            api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
-            api.upload_folder(
-                folder_path=training_args.output_dir,
-                repo_id=repo_id,
-                # training_args.bin is a pickle of the arguments, hub_token included: never upload it.
-                ignore_patterns=["checkpoint-*", "runs/*", "training_args.bin"],
-            )
-            logger.info("Pushed %s to https://huggingface.co/%s", training_args.output_dir, repo_id)
+            push_training_output(training_args.output_dir, training_args)
     return metrics
 
 

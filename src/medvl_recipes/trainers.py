@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from medvl_recipes.evaluation.retrieval import needs_pos_interpolation, retrieval_metrics
 from medvl_recipes.losses import SigLipLoss
+from medvl_recipes.retrieval import needs_pos_interpolation, retrieval_metrics
 
 
 logger = logging.getLogger(__name__)

@@ -55,9 +55,9 @@ class EmbeddingSimilarity(evaluate.Metric):
     def _compute(self, predictions, references, model=None, siglip_model=None, batch_size=32, n_resamples=0):
         predictions, references = list(predictions), list(references)
         if siglip_model is not None:
-            from transformers import AutoModel, AutoProcessor
+            from medvl_recipes.modeling import load_encoder
 
-            encoder, processor = AutoModel.from_pretrained(siglip_model), AutoProcessor.from_pretrained(siglip_model)
+            encoder, processor = load_encoder(siglip_model)
             emb = siglip_embeddings(
                 encoder, processor, references=references, generations=predictions, batch_size=batch_size,
                 show_progress=False,

@@ -2,7 +2,7 @@
 """Image-text retrieval (Recall@1/5/10, mean/median rank) and SigLIP image-report similarity from embeddings.
 
 Loads offline with `evaluate.load("eval/metrics/retrieval")`; the implementation is `medvl_recipes.evaluation.metrics`
-(the same code `medvl eval` runs). Embeddings come from `medvl_recipes.evaluation.retrieval.encode_images` /
+(the same code `medvl eval` runs). Embeddings come from `medvl_recipes.retrieval.encode_images` /
 `encode_texts` or any encoder; pair i is image i with text i.
 """
 

@@ -14,12 +14,14 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from medvl_recipes.errors import MedvlError
-from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, get_prompt_set
+from medvl_recipes.jsonl import read_jsonl
+from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, build_messages, get_prompt_set
 
 
 logger = logging.getLogger(__name__)
@@ -46,22 +48,104 @@ def _image_file_name(sample_id: str) -> str:
     return f"{safe}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}.png"
 
 
-def build_messages(report: str, instruction: str, system_prompt: str) -> list[dict]:
-    """The three-turn conversation of one sample in TRL's conversational vision format.
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text") or "" for part in content or [] if part.get("type") == "text")
+
+
+def _num_image_parts(messages: list[dict], image_token: str | None) -> int:
+    # `{"type": "image"}` parts, plus image tokens written into the text when the processor's token is known.
+    count = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            count += content.count(image_token) if image_token else 0
+        else:
+            count += sum(1 for part in content or [] if part.get("type") == "image")
+            if image_token:
+                count += sum((part.get("text") or "").count(image_token) for part in content or [])
+    return count
+
+
+def check_chat_example(example: dict, where: str, image_token: str | None = None) -> None:
+    """Raise a `MedvlError` naming `where` (e.g. `"sample 3 (id abc)"`) if `example` cannot be trained on.
+
+    Checks that the example has a `messages` list with at least one assistant turn and an `images` list (or a single
+    `image`) with exactly one entry per image placeholder in the messages.
 
     Args:
-        report (`str`):
-            The assistant's answer.
-        instruction (`str`):
-            The user's instruction, after the image.
-        system_prompt (`str`):
-            The system turn.
+        example (`dict`):
+            A chat-JSONL record: `{"messages": [...], "images": [...]}`.
+        where (`str`):
+            How to name the sample in the error message.
+        image_token (`str`, *optional*):
+            The processor's image token (`processor.image_token`); occurrences in the text count as placeholders.
     """
-    return [
-        {"role": "system", "content": [{"type": "text", "text": system_prompt}]},
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]},
-        {"role": "assistant", "content": [{"type": "text", "text": report}]},
-    ]
+    messages = example.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise MedvlError(f"{where}: no `messages` list; each line needs the chat-JSONL layout of `medvl to-chat`")
+    if not any(
+        message.get("role") == "assistant" and _text_of(message.get("content")).strip() for message in messages
+    ):
+        raise MedvlError(
+            f"{where}: the chat has no (non-empty) assistant turn, so there is nothing to learn; add the report as an "
+            "assistant message or drop the sample"
+        )
+    images = example.get("images")
+    if images is None and example.get("image") is not None:
+        images = [example["image"]]
+    num_images = len(images or [])
+    num_placeholders = _num_image_parts(messages, image_token)
+    if num_images == 0:
+        raise MedvlError(
+            f"{where}: the sample has no image; give it an `images` list (paths relative to the JSONL file) or drop it"
+        )
+    if num_placeholders != num_images:
+        raise MedvlError(
+            f"{where}: the messages have {num_placeholders} image placeholder(s) (`{{'type': 'image'}}` parts or "
+            f"{image_token or 'image'} tokens) but `images` has {num_images}; give one image per placeholder"
+        )
+
+
+def load_chat_split(dataset_dir: str | Path, split: str):
+    """Load `dataset_dir/{split}.jsonl` (the chat-JSONL layout of `medvl to-chat`) as a `datasets.Dataset`.
+
+    Every line is checked with `check_chat_example` and its image paths are made absolute (they are relative to
+    the JSONL file), so errors name the file and line before any training starts.
+
+    Args:
+        dataset_dir (`str` or `Path`):
+            The chat folder (`train.jsonl`, `validation.jsonl`, `images/`).
+        split (`str`):
+            File stem, e.g. `"train"`.
+
+    Returns:
+        `datasets.Dataset` with columns `id`, `messages`, `images` (absolute paths).
+    """
+    from datasets import Dataset
+
+    path = Path(dataset_dir) / f"{split}.jsonl"
+    if not path.is_file():
+        raise MedvlError(f"{path}: no such file; point dataset_name at a folder written by `medvl to-chat`")
+    rows = []
+    for line_number, example in read_jsonl(path, what="a chat sample written by `medvl to-chat`"):
+        where = f"{path} line {line_number} (sample {len(rows)})"
+        check_chat_example(example, where)
+        images = example.get("images") if example.get("images") is not None else [example["image"]]
+        absolute = []
+        for image in images:
+            image_path = Path(image) if Path(image).is_absolute() else path.parent / image
+            if not image_path.is_file():
+                raise MedvlError(
+                    f"{where}: image {image_path} does not exist; copy the `images/` folder next to the JSONL or "
+                    "rerun `medvl to-chat`"
+                )
+            absolute.append(str(image_path))
+        rows.append({"id": str(example.get("id", len(rows))), "messages": example["messages"], "images": absolute})
+    if not rows:
+        raise MedvlError(f"{path}: no samples; rerun `medvl to-chat` or choose another split")
+    return Dataset.from_list(rows)
 
 
 def write_chat_dataset(
@@ -124,7 +208,7 @@ def write_chat_dataset(
                         line = {
                             "id": row["id"],
                             "messages": build_messages(
-                                row["text"], pick_prompt(prompts, row["id"], seed), system_prompt
+                                pick_prompt(prompts, row["id"], seed), system_prompt, report=row["text"]
                             ),
                             "images": [f"images/{name}"],
                             "findings": row.get("findings") or [],

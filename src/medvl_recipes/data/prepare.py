@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -42,6 +41,7 @@ from medvl_recipes.data.dedup import (
     union_by_key,
 )
 from medvl_recipes.data.mixture import CleaningConfig, DatasetMixtureConfig, SourceConfig, load_mixture_config
+from medvl_recipes.data.prepared import FEATURES, SPLITS
 from medvl_recipes.data.sources import RawRecord, get_source_adapter, normalise_license
 from medvl_recipes.data.split import split_groups
 from medvl_recipes.errors import MedvlError
@@ -49,21 +49,6 @@ from medvl_recipes.errors import MedvlError
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation")
-FEATURES = datasets.Features(
-    {
-        "image": datasets.Image(),
-        "text": datasets.Value("string"),
-        "source": datasets.Value("string"),
-        "id": datasets.Value("string"),
-        "group_id": datasets.Value("string"),
-        "license": datasets.Value("string"),
-        "modality": datasets.Value("string"),
-        "findings": datasets.List(
-            {"finding": datasets.Value("string"), "site": datasets.Value("string"), "present": datasets.Value("bool")}
-        ),
-    }
-)
 ROW_GROUP_SIZE = 256
 _BATCH_PER_WORKER = 32
 
@@ -450,7 +435,7 @@ def prepare_dataset(
         "files": files,
     }
     (output_dir / "prepare_report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    from medvl_recipes.data.card import write_dataset_card
+    from medvl_recipes.hub.dataset_card import write_dataset_card
 
     write_dataset_card(output_dir, report, config)
     logger.info(

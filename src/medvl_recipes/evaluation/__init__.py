@@ -1,3 +1,1 @@
-"""Evaluation: report generation, metrics (BLEU, ROUGE-L, embedding similarity, retrieval, finding F1), reports."""
-
-from .generation import generate_reports, stream_report
+"""Evaluation: metrics (BLEU, chrF, ROUGE-L, embedding similarity, retrieval, finding F1), bootstrap, runs, reports."""

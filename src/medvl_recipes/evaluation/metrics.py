@@ -23,6 +23,7 @@ import numpy as np
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.evaluation.bootstrap import bootstrap_distribution, confidence_interval, resample_counts
 from medvl_recipes.evaluation.findings import FindingExtractor, f1_stats, macro_f1, micro_f1
+from medvl_recipes.retrieval import retrieval_ranks
 
 
 logger = logging.getLogger(__name__)
@@ -227,17 +228,21 @@ def bleu(summed: np.ndarray) -> np.ndarray:
     return _bleu_vectorised(summed, 4)
 
 
-def _register_bleu_n(n: int) -> None:
+def _bleu_n(n: int) -> Callable[[np.ndarray], np.ndarray]:
     # BLEU-n: brevity penalty times the geometric mean of the 1..n-gram precisions (cumulative, as the COCO caption
     # toolkit reports Bleu_1..4), from the same sacrebleu statistics; BLEU-4 equals `bleu`.
-    register_metric(
-        f"bleu{n}", higher_is_better=True, stats=bleu_stats, requires=TEXT, point=_bleu_point(n), per_sample=False,
-        signature=lambda inputs: inputs._signatures.get("bleu", "") + f"|max-ngram-order:{n}",
-    )(lambda summed: _bleu_vectorised(summed, n))  # fmt: skip
+    return lambda summed: _bleu_vectorised(summed, n)
 
 
-for _n in (1, 2, 3, 4):
-    _register_bleu_n(_n)
+def _bleu_n_signature(n: int) -> Callable[[MetricInputs], str]:
+    return lambda inputs: inputs._signatures.get("bleu", "") + f"|max-ngram-order:{n}"
+
+
+_BLEU_N = {"higher_is_better": True, "stats": bleu_stats, "requires": TEXT, "per_sample": False}
+register_metric("bleu1", point=_bleu_point(1), signature=_bleu_n_signature(1), **_BLEU_N)(_bleu_n(1))
+register_metric("bleu2", point=_bleu_point(2), signature=_bleu_n_signature(2), **_BLEU_N)(_bleu_n(2))
+register_metric("bleu3", point=_bleu_point(3), signature=_bleu_n_signature(3), **_BLEU_N)(_bleu_n(3))
+register_metric("bleu4", point=_bleu_point(4), signature=_bleu_n_signature(4), **_BLEU_N)(_bleu_n(4))
 
 
 def chrf_stats(inputs: MetricInputs) -> np.ndarray:
@@ -324,19 +329,16 @@ def _lexicon_signature(inputs: MetricInputs) -> str:
     return f"medvl-findings|findings:{len(inputs.extractor.names)}|uncertain:present"
 
 
-for _suffix, _stats, _requires in [
-    ("", finding_stats_vs_reference, TEXT),
-    ("_gt", finding_stats_vs_ground_truth, ("generations", "ground_truth")),
-    ("_reference_vs_gt", finding_stats_reference_vs_ground_truth, ("references", "ground_truth")),
-]:
-    register_metric(
-        f"finding_f1_micro{_suffix}", higher_is_better=True, stats=_stats, requires=_requires,
-        signature=_lexicon_signature,
-    )(micro_f1)  # fmt: skip
-    register_metric(
-        f"finding_f1_macro{_suffix}", higher_is_better=True, stats=_stats, requires=_requires, per_sample=False,
-        signature=_lexicon_signature,
-    )(macro_f1)  # fmt: skip
+_VS_REF = {"stats": finding_stats_vs_reference, "requires": TEXT}
+_VS_GT = {"stats": finding_stats_vs_ground_truth, "requires": ("generations", "ground_truth")}
+_REF_VS_GT = {"stats": finding_stats_reference_vs_ground_truth, "requires": ("references", "ground_truth")}
+_F1 = {"higher_is_better": True, "signature": _lexicon_signature}
+register_metric("finding_f1_micro", **_VS_REF, **_F1)(micro_f1)
+register_metric("finding_f1_macro", per_sample=False, **_VS_REF, **_F1)(macro_f1)
+register_metric("finding_f1_micro_gt", **_VS_GT, **_F1)(micro_f1)
+register_metric("finding_f1_macro_gt", per_sample=False, **_VS_GT, **_F1)(macro_f1)
+register_metric("finding_f1_micro_reference_vs_gt", **_REF_VS_GT, **_F1)(micro_f1)
+register_metric("finding_f1_macro_reference_vs_gt", per_sample=False, **_REF_VS_GT, **_F1)(macro_f1)
 
 
 def _rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -350,89 +352,54 @@ def _sigmoid_probability(cosine: np.ndarray, inputs: MetricInputs) -> np.ndarray
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-_SIMILARITIES = {
-    # name: (requires, per-sample score function, scale)
-    "embedding_cosine": (
-        ("gen_sent_emb", "ref_sent_emb"),
-        lambda x: _rowwise_cosine(x.gen_sent_emb, x.ref_sent_emb),
-        "cosine",
-    ),
-    "siglip_text_cosine": (
-        ("gen_text_emb", "ref_text_emb"),
-        lambda x: _rowwise_cosine(x.gen_text_emb, x.ref_text_emb),
-        "cosine",
-    ),
-    "siglip_image_cosine_gen": (
-        ("image_emb", "gen_text_emb"),
-        lambda x: _rowwise_cosine(x.image_emb, x.gen_text_emb),
-        "cosine",
-    ),
-    "siglip_image_cosine_ref": (
-        ("image_emb", "ref_text_emb"),
-        lambda x: _rowwise_cosine(x.image_emb, x.ref_text_emb),
-        "cosine",
-    ),
-    "siglip_image_prob_gen": (
-        ("image_emb", "gen_text_emb", "logit_scale", "logit_bias"),
-        lambda x: _sigmoid_probability(_rowwise_cosine(x.image_emb, x.gen_text_emb), x),
-        "probability",
-    ),
-    "siglip_image_prob_ref": (
-        ("image_emb", "ref_text_emb", "logit_scale", "logit_bias"),
-        lambda x: _sigmoid_probability(_rowwise_cosine(x.image_emb, x.ref_text_emb), x),
-        "probability",
-    ),
-}
+def register_similarity(name: str, requires: tuple[str, ...], score: Callable[[MetricInputs], np.ndarray], scale: str):
+    """Register metric `name`: the mean over samples of the per-sample similarity `score(inputs)`.
 
+    The mean is decomposable, so bootstrap intervals come from summed statistics like the other metrics.
+    """
 
-def _register_similarity(name: str, requires: tuple, score: Callable, scale: str) -> None:
     def stats(inputs: MetricInputs) -> np.ndarray:
         return _mean_stats(score(inputs))
 
-    stats.__name__ = f"{name}_stats"
+    stats.__name__ = f"{name}_stats"  # statistics are computed once per function name and shared
     register_metric(name, higher_is_better=True, stats=stats, requires=requires, scale=scale)(_mean)
 
 
-for _name, (_requires, _score, _scale) in _SIMILARITIES.items():
-    _register_similarity(_name, _requires, _score, _scale)
+def _image_prob(text_emb: str) -> Callable[[MetricInputs], np.ndarray]:
+    return lambda x: _sigmoid_probability(_rowwise_cosine(x.image_emb, getattr(x, text_emb)), x)
 
 
-def retrieval_ranks(image_emb: np.ndarray, text_emb: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Rank (1 = best) of each pair's true match: image i among all texts, and text i among all images.
-
-    Only strictly higher scores count against the true match (the convention of `evaluation.retrieval`), so a
-    duplicate caption with the same embedding does not push the true pair down.
-
-    Args:
-        image_emb (`np.ndarray` of shape (N, D)): image embeddings; pair i matches text i.
-        text_emb (`np.ndarray` of shape (N, D)): text embeddings.
-
-    Returns:
-        `(i2t_ranks, t2i_ranks)`, each (N,) int.
-    """
-    # float32 embeddings stay float32 (half the matmul time on 10k x 10k); the ranks only compare scores from one
-    # product, so the precision does not bias ties.
-    image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
-    dtype = np.result_type(image_emb.dtype, text_emb.dtype, np.float32)
-    image_emb, text_emb = image_emb.astype(dtype, copy=False), text_emb.astype(dtype, copy=False)
-    if image_emb.shape != text_emb.shape:
-        raise MedvlError(f"image and text embeddings differ in shape: {image_emb.shape} vs {text_emb.shape}")
-    n = len(image_emb)
-    i2t = np.empty(n, dtype=np.int64)
-    t2i = np.zeros(n, dtype=np.int64)
-    diag = np.empty(n, dtype=dtype)
-    # Pass 1: the true pairs' scores taken from the same matrix product as the rest, so that exact ties (duplicate
-    # captions) compare equal rather than differing in the last bit.
-    for start in range(0, n, chunk):
-        sims = image_emb[start : start + chunk] @ text_emb.T  # (C, N)
-        rows = np.arange(len(sims))
-        own = sims[rows, start + rows]
-        diag[start : start + chunk] = own
-        i2t[start : start + chunk] = 1 + (sims > own[:, None]).sum(1)
-    for start in range(0, n, chunk):
-        sims = image_emb[start : start + chunk] @ text_emb.T  # column j: the images' scores for text j
-        t2i += (sims > diag[None, :]).sum(0)
-    return i2t, t2i + 1
+_LOGIT = ("logit_scale", "logit_bias")
+register_similarity(
+    "embedding_cosine",
+    ("gen_sent_emb", "ref_sent_emb"),
+    lambda x: _rowwise_cosine(x.gen_sent_emb, x.ref_sent_emb),
+    "cosine",
+)
+register_similarity(
+    "siglip_text_cosine",
+    ("gen_text_emb", "ref_text_emb"),
+    lambda x: _rowwise_cosine(x.gen_text_emb, x.ref_text_emb),
+    "cosine",
+)
+register_similarity(
+    "siglip_image_cosine_gen",
+    ("image_emb", "gen_text_emb"),
+    lambda x: _rowwise_cosine(x.image_emb, x.gen_text_emb),
+    "cosine",
+)
+register_similarity(
+    "siglip_image_cosine_ref",
+    ("image_emb", "ref_text_emb"),
+    lambda x: _rowwise_cosine(x.image_emb, x.ref_text_emb),
+    "cosine",
+)
+register_similarity(
+    "siglip_image_prob_gen", ("image_emb", "gen_text_emb", *_LOGIT), _image_prob("gen_text_emb"), "probability"
+)
+register_similarity(
+    "siglip_image_prob_ref", ("image_emb", "ref_text_emb", *_LOGIT), _image_prob("ref_text_emb"), "probability"
+)
 
 
 def retrieval_stats(inputs: MetricInputs) -> np.ndarray:
@@ -445,32 +412,50 @@ def retrieval_stats(inputs: MetricInputs) -> np.ndarray:
     return np.stack([i2t, t2i, *hits], axis=1).astype(np.float64)
 
 
-def _register_retrieval() -> None:
-    requires = ("image_emb", "ref_text_emb")
-    for d, direction in enumerate(("i2t", "t2i")):
-        for j, k in enumerate(RETRIEVAL_KS):
-            column = 2 + d * len(RETRIEVAL_KS) + j
-            register_metric(
-                f"{direction}_recall@{k}", higher_is_better=True, stats=retrieval_stats_with_count,
-                requires=requires, per_sample=False,
-            )(lambda summed, c=column: 100.0 * np.atleast_2d(summed)[:, c] / np.atleast_2d(summed)[:, -1])  # fmt: skip
-        register_metric(
-            f"{direction}_mean_rank", higher_is_better=False, stats=retrieval_stats_with_count, requires=requires,
-            scale="rank",
-        )(lambda summed, c=d: np.atleast_2d(summed)[:, c] / np.atleast_2d(summed)[:, -1])  # fmt: skip
-        register_metric(
-            f"{direction}_median_rank", higher_is_better=False, stats=retrieval_stats_with_count, requires=requires,
-            decomposable=False, per_sample=False, scale="rank",
-        )(lambda stats, c=d: float(np.median(stats[:, c])))  # fmt: skip
-
-
 def retrieval_stats_with_count(inputs: MetricInputs) -> np.ndarray:
     """`retrieval_stats` plus a trailing column of ones (the number of queries once summed)."""
     stats = retrieval_stats(inputs)
     return np.concatenate([stats, np.ones((len(stats), 1))], axis=1)
 
 
-_register_retrieval()
+def _recall_at(column: int) -> Callable[[np.ndarray], np.ndarray]:
+    # Percent of queries whose true match ranks in the top k (column: that k's hit column of `retrieval_stats`).
+    return lambda summed: 100.0 * np.atleast_2d(summed)[:, column] / np.atleast_2d(summed)[:, -1]
+
+
+def _mean_rank(column: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda summed: np.atleast_2d(summed)[:, column] / np.atleast_2d(summed)[:, -1]
+
+
+def _median_rank(column: int) -> Callable[[np.ndarray], float]:
+    # The median is not a function of sums: it is computed on each resample's per-query ranks.
+    return lambda stats: float(np.median(stats[:, column]))
+
+
+# Columns of `retrieval_stats`: i2t rank, t2i rank, i2t hit@1/5/10, t2i hit@1/5/10 (RETRIEVAL_KS = (1, 5, 10)).
+_RECALL = {
+    "higher_is_better": True,
+    "stats": retrieval_stats_with_count,
+    "requires": ("image_emb", "ref_text_emb"),
+    "per_sample": False,
+}
+_RANK = {
+    "higher_is_better": False,
+    "stats": retrieval_stats_with_count,
+    "requires": ("image_emb", "ref_text_emb"),
+    "scale": "rank",
+}
+_MEDIAN = {"decomposable": False, "per_sample": False}
+register_metric("i2t_recall@1", **_RECALL)(_recall_at(2))
+register_metric("i2t_recall@5", **_RECALL)(_recall_at(3))
+register_metric("i2t_recall@10", **_RECALL)(_recall_at(4))
+register_metric("i2t_mean_rank", **_RANK)(_mean_rank(0))
+register_metric("i2t_median_rank", **_RANK, **_MEDIAN)(_median_rank(0))
+register_metric("t2i_recall@1", **_RECALL)(_recall_at(5))
+register_metric("t2i_recall@5", **_RECALL)(_recall_at(6))
+register_metric("t2i_recall@10", **_RECALL)(_recall_at(7))
+register_metric("t2i_mean_rank", **_RANK)(_mean_rank(1))
+register_metric("t2i_median_rank", **_RANK, **_MEDIAN)(_median_rank(1))
 
 
 def available_metrics(inputs: MetricInputs, names: Sequence[str] | None = None) -> list[str]:

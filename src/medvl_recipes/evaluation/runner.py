@@ -25,11 +25,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from medvl_recipes.data.prepared import load_prepared_split
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.evaluation import report as report_io
 from medvl_recipes.evaluation.bootstrap import paired_randomization_test
 from medvl_recipes.evaluation.findings import FindingExtractor, per_finding_f1
 from medvl_recipes.evaluation.metrics import METRICS, MetricInputs, compute_metrics
+from medvl_recipes.jsonl import read_jsonl
 
 
 logger = logging.getLogger(__name__)
@@ -105,19 +107,9 @@ def load_split(dataset_dir: str, split: str, max_samples: int | None = None) -> 
         split (`str`): split name.
         max_samples (`int`, *optional*): keep the first N rows.
     """
-    from datasets import load_dataset
-
     if not Path(dataset_dir).is_dir():
         raise MedvlError(f"--dataset {dataset_dir}: no such folder; pass a `medvl prepare` output folder")
-    dsd = load_dataset(str(dataset_dir))
-    if split not in dsd:
-        raise MedvlError(f"--dataset {dataset_dir} has no split {split!r}; available splits: {sorted(dsd)}")
-    ds = dsd[split]
-    missing = {"id", "text"} - set(ds.column_names)
-    if missing:
-        raise MedvlError(f"--dataset {dataset_dir} split {split!r} lacks columns {sorted(missing)}")
-    if max_samples is not None:
-        ds = ds.select(range(min(max_samples, len(ds))))
+    ds = load_prepared_split(dataset_dir, split, columns=("id", "text"), max_samples=max_samples, setting="--split")
     return Samples(
         ids=[str(i) for i in ds["id"]],
         references=list(ds["text"]),
@@ -125,8 +117,16 @@ def load_split(dataset_dir: str, split: str, max_samples: int | None = None) -> 
         findings=list(ds["findings"]) if "findings" in ds.column_names else None,
         source=str(dataset_dir),
         split=split,
-        fingerprint=ds._fingerprint,
+        fingerprint=_rows_fingerprint(ds["id"], ds["text"]),
     )
+
+
+def _rows_fingerprint(ids: Sequence, texts: Sequence) -> str:
+    # What was evaluated, independent of where the files live: the ids and reference texts in order.
+    digest = hashlib.sha256()
+    for sample_id, text in zip(ids, texts, strict=True):
+        digest.update(f"{sample_id}\x1f{text}\x1e".encode())
+    return digest.hexdigest()[:16]
 
 
 def load_predictions(path: str, max_samples: int | None = None) -> Samples:
@@ -140,27 +140,18 @@ def load_predictions(path: str, max_samples: int | None = None) -> Samples:
     if not path.is_file():
         raise MedvlError(f"--predictions {path}: no such file")
     ids, refs, gens, image_paths = [], [], [], []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MedvlError(f"{path}:{lineno}: not valid JSON ({err.msg}); one JSON object per line") from err
-            for key in ("id", "reference", "generation"):
-                if key not in row:
-                    raise MedvlError(
-                        f"{path}:{lineno}: missing field {key!r}; each line needs id, reference, generation"
-                    )
-            if not isinstance(row["generation"], str) or not isinstance(row["reference"], str | list):
-                raise MedvlError(f"{path}:{lineno}: `generation` must be a string and `reference` a string or list")
-            ids.append(str(row["id"]))
-            refs.append(row["reference"])
-            gens.append(row["generation"])
-            image_paths.append(row.get("image"))
-            if max_samples is not None and len(ids) >= max_samples:
-                break
+    for lineno, row in read_jsonl(path, what="an object with id, reference and generation"):
+        for key in ("id", "reference", "generation"):
+            if key not in row:
+                raise MedvlError(f"{path}:{lineno}: missing field {key!r}; each line needs id, reference, generation")
+        if not isinstance(row["generation"], str) or not isinstance(row["reference"], str | list):
+            raise MedvlError(f"{path}:{lineno}: `generation` must be a string and `reference` a string or list")
+        ids.append(str(row["id"]))
+        refs.append(row["reference"])
+        gens.append(row["generation"])
+        image_paths.append(row.get("image"))
+        if max_samples is not None and len(ids) >= max_samples:
+            break
     if len(set(ids)) != len(ids):
         raise MedvlError(f"{path}: duplicate ids; every line needs a unique id")
     images = None
@@ -187,24 +178,6 @@ def _attach_dataset(samples: Samples, dataset: Samples) -> None:
         samples.images = [dataset.images[r] for r in rows]
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-def _dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if not hasattr(torch, name):
-        raise MedvlError(f"--dtype {name!r} is not a torch dtype (try float32, bfloat16, float16)")
-    return getattr(torch, name)
-
-
 def _model_info(path: str, model) -> dict:
     revision = getattr(model.config, "_commit_hash", None)
     folder = Path(path)
@@ -220,34 +193,8 @@ def _model_info(path: str, model) -> dict:
     return {"name_or_path": path, "revision": revision, "class": type(model).__name__}
 
 
-def _load_decoder(path: str, device: str, dtype):
-    from medvl_recipes.evaluation.similarity import check_local_checkpoint
-    from medvl_recipes.modeling import load_decoder
-
-    check_local_checkpoint(path, "decoder")
-    try:
-        model, processor = load_decoder(path, dtype=dtype)
-    except OSError as err:
-        raise MedvlError(f"--decoder {path}: cannot load ({err})") from err
-    return model.to(device), processor
-
-
-def _load_encoder(path: str, device: str, dtype):
-    from transformers import AutoModel, AutoProcessor
-
-    from medvl_recipes.evaluation.similarity import check_local_checkpoint
-
-    check_local_checkpoint(path, "encoder")
-    try:
-        processor = AutoProcessor.from_pretrained(path)
-        model = AutoModel.from_pretrained(path, dtype=dtype).to(device).eval()
-    except OSError as err:
-        raise MedvlError(f"--encoder {path}: cannot load ({err})") from err
-    return model, processor
-
-
 def _generate(model, processor, images: list, args: EvalArguments) -> list[str]:
-    from medvl_recipes.evaluation.generation import generate_reports
+    from medvl_recipes.generation import generate_reports
 
     return generate_reports(
         model,
@@ -268,14 +215,12 @@ def _read_finished(output_dir: Path) -> dict[str, str]:
         path = output_dir / name
         if not path.is_file():
             continue
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                try:
-                    row = json.loads(line)
-                    done[str(row["id"])] = row["generation"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    # A crash can cut the last line short; that sample is simply generated again.
-                    logger.warning("%s:%d: unreadable line skipped (will regenerate)", path, lineno)
+        # A crash can cut the last line short: that sample is simply generated again.
+        for lineno, row in read_jsonl(path, skip_bad_lines=True):
+            if "id" in row and isinstance(row.get("generation"), str):
+                done[str(row["id"])] = row["generation"]
+            else:
+                logger.warning("%s:%d: line without id/generation skipped (will regenerate)", path, lineno)
     return done
 
 
@@ -356,8 +301,10 @@ def run_evaluation(args: EvalArguments) -> dict:
         raise MedvlError("pass --dataset DIR (a prepared dataset) or --predictions FILE.jsonl")
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    device = _device(args.device)
-    dtype = _dtype(args.dtype, device)
+    from medvl_recipes.modeling import load_decoder, load_encoder, parse_dtype, resolve_device
+
+    device = resolve_device(args.device)
+    dtype = parse_dtype(args.dtype, device=device)
 
     # Data
     if args.predictions:
@@ -377,7 +324,7 @@ def run_evaluation(args: EvalArguments) -> dict:
     if args.decoder and not args.predictions:
         if samples.images is None:
             raise MedvlError(f"{samples.source} has no `image` column; a decoder needs images")
-        decoder, processor = _load_decoder(args.decoder, device, dtype)
+        decoder, processor = load_decoder(args.decoder, dtype=dtype, device=device)
         models["decoder"] = _model_info(args.decoder, decoder)
         samples.generations = generate_with_resume(decoder, processor, samples, args)
         del decoder
@@ -393,7 +340,7 @@ def run_evaluation(args: EvalArguments) -> dict:
     if args.encoder:
         from medvl_recipes.evaluation.similarity import siglip_embeddings
 
-        encoder, enc_processor = _load_encoder(args.encoder, device, dtype)
+        encoder, enc_processor = load_encoder(args.encoder, dtype=dtype, device=device)
         models["encoder"] = _model_info(args.encoder, encoder)
         embedded = siglip_embeddings(
             encoder,

@@ -8,7 +8,6 @@ space, as a cosine and as SigLIP's own pair probability sigmoid(exp(logit_scale)
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -104,7 +103,7 @@ def siglip_embeddings(
         `dict` with the keys of `MetricInputs` it could fill: `image_emb`, `ref_text_emb`, `gen_text_emb` (numpy
         float32, L2-normalised), `logit_scale`, `logit_bias`.
     """
-    from medvl_recipes.evaluation.retrieval import encode_images, encode_texts
+    from medvl_recipes.retrieval import encode_images, encode_texts
 
     out: dict = {}
     out["logit_scale"], out["logit_bias"] = siglip_logit_params(model)
@@ -116,27 +115,3 @@ def siglip_embeddings(
             emb = encode_texts(model, processor, list(texts), batch_size=batch_size, show_progress=show_progress)
             out[key] = emb.numpy()
     return out
-
-
-def check_local_checkpoint(path: str, kind: str) -> None:
-    """Fail early, with a clear message, on a local checkpoint folder that cannot be loaded.
-
-    Args:
-        path (`str`): a folder or a Hub id (Hub ids are not checked here).
-        kind (`str`): "encoder" or "decoder", for the message.
-    """
-    folder = Path(path)
-    if not folder.exists():
-        if path.startswith((".", "/", "~")) or path.count("/") > 1:
-            raise MedvlError(f"--{kind} {path}: no such folder; pass a checkpoint folder or a Hub id")
-        return
-    if (folder / "adapter_config.json").is_file():
-        return  # a LoRA adapter: the base model and, if absent here, its processor are loaded from the base
-    if not (folder / "config.json").is_file():
-        raise MedvlError(f"--{kind} {path}: no config.json; is this a checkpoint folder (save_pretrained output)?")
-    processor_files = ("processor_config.json", "preprocessor_config.json")
-    if not any((folder / name).is_file() for name in processor_files):
-        raise MedvlError(
-            f"--{kind} {path}: no processor (preprocessor_config.json) next to the weights; "
-            f"save it with processor.save_pretrained({str(path)!r}) or point --{kind} at the training output folder"
-        )

@@ -14,27 +14,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import TextIteratorStreamer
 
-from medvl_recipes.collators import open_image
-from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_SETS
+from medvl_recipes.imaging import open_image
+from medvl_recipes.prompts import build_messages
 
 
 logger = logging.getLogger(__name__)
-
-
-def build_messages(prompt: str | None = None, system_prompt: str | None = None) -> list[dict]:
-    """The chat of one generation request: system prompt, then a user turn with one image and the instruction.
-
-    Args:
-        prompt (`str`, *optional*):
-            The instruction; defaults to `PROMPT_SETS["default"][0]`.
-        system_prompt (`str`, *optional*):
-            Defaults to `DEFAULT_SYSTEM_PROMPT`; pass `""` for no system turn.
-    """
-    prompt = PROMPT_SETS["default"][0] if prompt is None else prompt
-    system_prompt = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
-    messages = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}] if system_prompt else []
-    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]})
-    return messages
 
 
 def _model_inputs(model, processor, images: list[Any], prompt: str | None, system_prompt: str | None):
@@ -183,7 +167,7 @@ def log_sample_generations(
         processor (`ProcessorMixin`):
             Its processor.
         dataset (`datasets.Dataset`):
-            Chat samples (`messages`, `images`), e.g. from `medvl_recipes.collators.load_chat_split`.
+            Chat samples (`messages`, `images`), e.g. from `medvl_recipes.data.chat.load_chat_split`.
         num_logged (`int`, *optional*, defaults to `3`):
             How many prediction/reference pairs to log.
         max_new_tokens (`int`, *optional*, defaults to `64`):

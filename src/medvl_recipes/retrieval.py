@@ -1,16 +1,22 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
-"""Image-text retrieval with a SigLIP encoder: embeddings and Recall@k / mean / median rank.
+"""Image-text retrieval with a SigLIP encoder: embeddings, ranks and Recall@k / mean / median rank.
 
-Pair i (image i, text i) is the match; image->text (`i2t`) ranks all texts for each image, text->image
-(`t2i`) all images for each text.
+The one implementation the trainer's evaluation, `medvl eval`, the `evaluate` module and the demo share. Pair i
+(image i, text i) is the match; image->text (`i2t`) ranks all texts for each image, text->image (`t2i`) all images
+for each text. Recalls are fractions in [0, 1] here; `medvl eval` reports them in percent like its other metrics.
 """
 
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from medvl_recipes.errors import MedvlError
 
 
 logger = logging.getLogger(__name__)
@@ -104,20 +110,56 @@ def encode_texts(
     return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
 
-def _ranks(scores: torch.Tensor) -> torch.Tensor:
-    # Rank of the matching column for each row, 1 = best. Only strictly higher scores count against it,
-    # so an identical duplicate caption (same embedding, same score) does not push the true pair down.
-    positive = scores.diagonal().unsqueeze(1)  # (N, 1)
-    return (scores > positive).sum(dim=1) + 1
+def retrieval_ranks(image_emb, text_emb, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Rank (1 = best) of each pair's true match: image i among all texts, and text i among all images.
+
+    Only strictly higher scores count against the true match, so a duplicate caption with the same embedding
+    does not push the true pair down.
+
+    Args:
+        image_emb (`np.ndarray` or `torch.Tensor` of shape `(N, D)`): Image embeddings; pair i matches text i.
+        text_emb (`np.ndarray` or `torch.Tensor` of shape `(N, D)`): Text embeddings.
+        chunk (`int`, *optional*, defaults to `4096`): Rows per block of the similarity matrix (memory bound).
+
+    Returns:
+        `(i2t_ranks, t2i_ranks)`, each `(N,)` int.
+    """
+    if isinstance(image_emb, torch.Tensor):
+        image_emb = image_emb.detach().float().cpu().numpy()
+    if isinstance(text_emb, torch.Tensor):
+        text_emb = text_emb.detach().float().cpu().numpy()
+    # float32 embeddings stay float32 (half the matmul time on 10k x 10k); the ranks only compare scores from one
+    # product, so the precision does not bias ties.
+    image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
+    dtype = np.result_type(image_emb.dtype, text_emb.dtype, np.float32)
+    image_emb, text_emb = image_emb.astype(dtype, copy=False), text_emb.astype(dtype, copy=False)
+    if image_emb.shape != text_emb.shape:
+        raise MedvlError(f"image and text embeddings differ in shape: {image_emb.shape} vs {text_emb.shape}")
+    n = len(image_emb)
+    i2t = np.empty(n, dtype=np.int64)
+    t2i = np.zeros(n, dtype=np.int64)
+    diag = np.empty(n, dtype=dtype)
+    # Pass 1: the true pairs' scores taken from the same matrix product as the rest, so that exact ties (duplicate
+    # captions) compare equal rather than differing in the last bit.
+    for start in range(0, n, chunk):
+        sims = image_emb[start : start + chunk] @ text_emb.T  # (C, N)
+        rows = np.arange(len(sims))
+        own = sims[rows, start + rows]
+        diag[start : start + chunk] = own
+        i2t[start : start + chunk] = 1 + (sims > own[:, None]).sum(1)
+    for start in range(0, n, chunk):
+        sims = image_emb[start : start + chunk] @ text_emb.T  # column j: the images' scores for text j
+        t2i += (sims > diag[None, :]).sum(0)
+    return i2t, t2i + 1
 
 
-def retrieval_metrics(image_emb: torch.Tensor, text_emb: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict:
+def retrieval_metrics(image_emb, text_emb, ks: Sequence[int] = (1, 5, 10)) -> dict:
     """Recall@k and mean/median rank for image->text and text->image retrieval (pair i matches text i).
 
     Args:
-        image_emb (`torch.Tensor` of shape `(N, D)`):
+        image_emb (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
             Image embeddings (any scale; cosine similarity is used).
-        text_emb (`torch.Tensor` of shape `(N, D)`):
+        text_emb (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
             Text embeddings, row i pairs with image row i.
         ks (`Sequence[int]`, *optional*, defaults to `(1, 5, 10)`):
             Cut-offs for Recall@k.
@@ -130,18 +172,17 @@ def retrieval_metrics(image_emb: torch.Tensor, text_emb: torch.Tensor, ks: Seque
         raise ValueError(
             f"retrieval_metrics needs paired embeddings; got {image_emb.shape[0]} images and {text_emb.shape[0]} texts"
         )
-    image_emb = F.normalize(image_emb.float(), dim=-1)
-    text_emb = F.normalize(text_emb.float(), dim=-1)
-    scores = image_emb @ text_emb.T  # (N_images, N_texts)
+    image_emb, text_emb = (
+        F.normalize(torch.as_tensor(image_emb).float(), dim=-1),
+        F.normalize(torch.as_tensor(text_emb).float(), dim=-1),
+    )
     metrics: dict = {}
-    for direction, matrix in (("i2t", scores), ("t2i", scores.T)):
-        ranks = _ranks(matrix).float()
+    for direction, ranks in zip(("i2t", "t2i"), retrieval_ranks(image_emb, text_emb), strict=True):
         for k in ks:
-            metrics[f"{direction}_recall@{k}"] = (ranks <= k).float().mean().item()
-        metrics[f"{direction}_mean_rank"] = ranks.mean().item()
-        # torch.median returns the lower middle value; numpy's convention (mean of the two middles) is the usual one.
-        metrics[f"{direction}_median_rank"] = ranks.quantile(0.5).item()
-    metrics["num_pairs"] = int(scores.shape[0])
+            metrics[f"{direction}_recall@{k}"] = float((ranks <= k).mean())
+        metrics[f"{direction}_mean_rank"] = float(ranks.mean())
+        metrics[f"{direction}_median_rank"] = float(np.median(ranks))
+    metrics["num_pairs"] = int(len(image_emb))
     return metrics
 
 
@@ -175,3 +216,17 @@ def format_retrieval_table(before: dict, after: dict, prefix: str = "") -> str:
             cells = [fmt.format(m[prefix + key]) if prefix + key in m else "-" for m in (before, after)]
             rows.append(f"| {key} | {cells[0]} | {cells[1]} |")
     return "\n".join(rows)
+
+
+def write_retrieval_before_after(path: str | Path, before: dict, after: dict) -> str:
+    """Log and write `{"before", "after", "table"}` of an encoder run's validation retrieval; return the table.
+
+    Args:
+        path (`str` or `Path`): The JSON file (`retrieval_before_after.json` in the run's output folder).
+        before (`dict`): `trainer.evaluate()` before training (`eval_`-prefixed keys).
+        after (`dict`): The same after training.
+    """
+    table = format_retrieval_table(before, after, prefix="eval_")
+    logger.info("Validation retrieval before -> after training:\n%s", table)
+    Path(path).write_text(json.dumps({"before": before, "after": after, "table": table}, indent=2))
+    return table

@@ -6,6 +6,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from medvl_recipes.data.mixture import DatasetMixtureConfig
+from medvl_recipes.data.prepared import FEATURES
 
 
 def is_non_commercial(license_id: str) -> bool:
@@ -32,8 +33,6 @@ def write_dataset_card(output_dir: str | Path, report: dict, config: DatasetMixt
         config (`DatasetMixtureConfig`):
             The mixture recipe the dataset was prepared from.
     """
-    from medvl_recipes.data.prepare import FEATURES
-
     output_dir = Path(output_dir)
     licenses = sorted({lic for s in report["sources"].values() for lic in s["licenses"]})
     spdx = licenses[0] if len(licenses) == 1 and licenses[0].startswith("cc-") else "other"

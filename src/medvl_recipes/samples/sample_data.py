@@ -1,7 +1,7 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
 """`medvl sample-data`: write raw sample sources in the public datasets' own on-disk formats.
 
-The images are phantom studies with known findings (`medvl_recipes.data.phantoms`) mixed with the real DICOM
+The images are phantom studies with known findings (`medvl_recipes.samples.phantoms`) mixed with the real DICOM
 images shipped by pydicom-data / pydicom's test files. Each source gets the layout of its public release
 (ROCO, ROCOv2 parquet + CSV, MedPix 2.0, Open-I XML, raw DICOM), a `findings.jsonl` sidecar with the phantoms'
 ground truth and, on purpose, the gotchas of the real data (junk captions, "XXXX" de-identification tokens,
@@ -25,9 +25,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from medvl_recipes.data.phantoms import STUDY_TYPES, StudySpec, render_study, sample_spec
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import dicom_tags_caption, dicom_to_image, read_dicom
+from medvl_recipes.samples.phantoms import STUDY_TYPES, StudySpec, render_study, sample_spec
 
 
 logger = logging.getLogger(__name__)

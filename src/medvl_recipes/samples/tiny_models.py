@@ -79,8 +79,8 @@ LLAMA_CHAT_TEMPLATE = (
 
 def _training_corpus(seed: int) -> list[str]:
     """Report texts to train the BPE on: the phantom report grammar plus common radiology wording."""
-    from medvl_recipes.data.phantoms import report_corpus
     from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, PROMPT_SETS
+    from medvl_recipes.samples.phantoms import report_corpus
 
     corpus = report_corpus(n=2000, seed=seed)
     corpus += [DEFAULT_SYSTEM_PROMPT] + [prompt for prompts in PROMPT_SETS.values() for prompt in prompts]

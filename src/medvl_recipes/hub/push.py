@@ -23,8 +23,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from medvl_recipes.cards import MODEL_INDEX_FILE, update_model_card, write_model_card
+import medvl_recipes
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.hub.model_card import MODEL_INDEX_FILE, update_model_card, write_model_card
 
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,10 @@ logger = logging.getLogger(__name__)
 # Trainer state that is useless on the Hub; `training_args.bin` is a pickle that can hold `hub_token`.
 MODEL_EXCLUDE = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"}
 MODEL_EXCLUDE_DIRS = {"runs", ".cache", "__pycache__"}
-SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
-APP_FILE = Path(__file__).resolve().parents[2] / "app.py"
+# The demo's files live in the repository, not in the package: `medvl push space` reads them from a checkout.
+APP_FILE = Path("app.py")
+SPACE_REQUIREMENTS = Path("space") / "requirements.txt"
+# The demo reads the Hub ids it serves from this file at the Space's root.
 SPACE_CONFIG_FILE = "demo_config.json"
 
 
@@ -186,6 +189,8 @@ def stage_space(
     encoder_id: str,
     dataset_id: str | None = None,
     index_split: str = "validation",
+    app_file: str | Path = APP_FILE,
+    requirements: str | Path = SPACE_REQUIREMENTS,
 ) -> list[str]:
     """Stage the Gradio demo as a Space: `app.py`, the bundled `medvl_recipes` package, requirements, card, config.
 
@@ -196,17 +201,19 @@ def stage_space(
         encoder_id (`str`): Hub id of the SigLIP encoder the Space loads.
         dataset_id (`str`, *optional*): Hub id of the dataset whose `index_split` is the similar-case index.
         index_split (`str`, *optional*, defaults to `"validation"`): The split indexed for similar cases.
+        app_file (`str` or `Path`, *optional*, defaults to `app.py`): The demo's Gradio app (the checkout's).
+        requirements (`str` or `Path`, *optional*, defaults to `space/requirements.txt`): The Space's requirements.
     """
-    staging_dir = Path(staging_dir)
+    staging_dir, app_file, requirements = Path(staging_dir), Path(app_file), Path(requirements)
+    for path, option in ((app_file, "--app-file"), (requirements, "--requirements")):
+        if not path.is_file():
+            raise MedvlError(
+                f"{path} is missing; run `medvl push space` from a medvl-recipes checkout or set {option}"
+            )
     staging_dir.mkdir(parents=True, exist_ok=True)
-    if not APP_FILE.is_file():
-        raise MedvlError(f"{APP_FILE} is missing; push the Space from a medvl-recipes checkout")
-    shutil.copy2(APP_FILE, staging_dir / "app.py")
-    package = Path(__file__).resolve().parent
+    shutil.copy2(app_file, staging_dir / "app.py")
+    package = Path(medvl_recipes.__file__).resolve().parent
     _copy_tree(package, staging_dir / "medvl_recipes", exclude_dirs={"__pycache__"})
-    requirements = SPACE_DIR / "requirements.txt"
-    if not requirements.is_file():
-        raise MedvlError(f"{requirements} is missing; push the Space from a medvl-recipes checkout")
     shutil.copy2(requirements, staging_dir / "requirements.txt")
     config = {"decoder": decoder_id, "encoder": encoder_id, "index_dataset": dataset_id, "index_split": index_split}
     (staging_dir / SPACE_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -301,6 +308,48 @@ def upload_staged(
     return info.commit_url
 
 
+def move_token_to_environment(training_args) -> None:
+    """Take `hub_token` out of the training arguments before any checkpoint is written.
+
+    The Trainer pickles its arguments into every `training_args.bin` it saves and pushes (its own
+    `push_to_hub` and `hub_strategy` uploads included), so a token left in `training_args.hub_token` ends up on the
+    Hub. Moved to `HF_TOKEN`, it still authenticates every upload of this process and is in no file.
+
+    Args:
+        training_args (`transformers.TrainingArguments`): Modified in place (`hub_token` becomes `None`).
+    """
+    import os
+
+    if training_args.hub_token:
+        os.environ["HF_TOKEN"] = training_args.hub_token
+        training_args.hub_token = None
+
+
+def push_training_output(output_dir: str | Path, training_args, *, dataset_id: str | None = None) -> str:
+    """Push a finished training run's `output_dir` the way `medvl push model` does (staged, token-scanned).
+
+    Args:
+        output_dir (`str` or `Path`): The run's output folder (weights, processor, model card).
+        training_args (`transformers.TrainingArguments`): `hub_model_id` (default: the folder name),
+            `hub_private_repo` and `hub_revision`.
+        dataset_id (`str`, *optional*): A Hub dataset id linked from the card.
+
+    Returns:
+        `str`: the commit URL.
+    """
+    repo_id = training_args.hub_model_id or Path(output_dir).name
+    with tempfile.TemporaryDirectory(prefix="medvl-push-") as staging_dir:
+        stage_model(output_dir, staging_dir, repo_id=repo_id, dataset_id=dataset_id)
+        return upload_staged(
+            staging_dir,
+            repo_id=repo_id,
+            repo_type="model",
+            private=bool(training_args.hub_private_repo),
+            revision=getattr(training_args, "hub_revision", None),
+            commit_message="End of training",
+        )
+
+
 def push(kind: str, args: argparse.Namespace) -> PushResult:
     """Stage then (unless `args.dry_run`) upload a model, dataset or Space; see `medvl push --help`."""
     repo_type = {"model": "model", "dataset": "dataset", "space": "space"}[kind]
@@ -327,6 +376,8 @@ def push(kind: str, args: argparse.Namespace) -> PushResult:
                 encoder_id=args.encoder_id,
                 dataset_id=args.dataset_id,
                 index_split=args.index_split,
+                app_file=args.app_file,
+                requirements=args.requirements,
             )
         result = PushResult(args.repo_id, repo_type, files, staging_dir)
         if not args.dry_run:
@@ -381,6 +432,10 @@ def _parser() -> argparse.ArgumentParser:
     space.add_argument("--encoder-id", required=True, help="Hub id of the SigLIP encoder.")
     space.add_argument("--dataset-id", required=True, help="Hub id of the dataset indexed for similar cases.")
     space.add_argument("--index-split", default="validation", help="Split of --dataset-id to index.")
+    space.add_argument("--app-file", default=str(APP_FILE), help="The demo's app.py (default: ./app.py).")
+    space.add_argument(
+        "--requirements", default=str(SPACE_REQUIREMENTS), help="The Space's requirements (default: ./space/...)."
+    )
     return parser
 
 
