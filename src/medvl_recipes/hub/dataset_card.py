@@ -3,10 +3,12 @@
 
 from pathlib import Path
 
+import datasets
+import datasets.info
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from medvl_recipes.data.mixture import DatasetMixtureConfig
-from medvl_recipes.data.prepared import FEATURES
+from medvl_recipes.data.prepared import FEATURES, SPLITS
 
 
 def is_non_commercial(license_id: str) -> bool:
@@ -22,18 +24,9 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def write_dataset_card(output_dir: str | Path, report: dict, config: DatasetMixtureConfig) -> Path:
-    """Write `output_dir/README.md`: YAML metadata (licence, splits, features, data files) and per-source counts.
-
-    Args:
-        output_dir (`str` or `pathlib.Path`):
-            The prepared dataset folder.
-        report (`dict`):
-            The content of `prepare_report.json`.
-        config (`DatasetMixtureConfig`):
-            The mixture recipe the dataset was prepared from.
-    """
-    output_dir = Path(output_dir)
+def _card_data(output_dir: Path, report: dict, config: DatasetMixtureConfig) -> DatasetCardData:
+    # The YAML header: licence, task, size, the parquet data files per split and `dataset_info` (features and
+    # split sizes, written by `datasets` itself so that `load_dataset` reads them back).
     licenses = sorted({lic for s in report["sources"].values() for lic in s["licenses"]})
     spdx = licenses[0] if len(licenses) == 1 and licenses[0].startswith("cc-") else "other"
     totals = report["totals"]
@@ -49,22 +42,22 @@ def write_dataset_card(output_dir: str | Path, report: dict, config: DatasetMixt
         configs=[
             {
                 "config_name": "default",
-                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in ("train", "validation")],
+                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in SPLITS],
             }
         ],
-        dataset_info={
-            "features": FEATURES._to_yaml_list(),
-            # `datasets` reads a split entry only when it has all three fields; the sizes are the parquet bytes.
-            "splits": [
-                {
-                    "name": s,
-                    "num_bytes": sum(p.stat().st_size for p in (output_dir / "data").glob(f"{s}-*.parquet")),
-                    "num_examples": totals[s],
-                }
-                for s in ("train", "validation")
-            ],
-        },
     )
+    # `datasets` reads a split entry only when it has all three fields; the sizes are the parquet bytes.
+    splits = datasets.SplitDict()
+    for s in SPLITS:
+        num_bytes = sum(p.stat().st_size for p in (output_dir / "data").glob(f"{s}-*.parquet"))
+        splits.add(datasets.SplitInfo(name=s, num_bytes=num_bytes, num_examples=totals[s]))
+    info = datasets.DatasetInfo(features=FEATURES, splits=splits)
+    datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    return card_data
+
+
+def _sources_section(report: dict) -> tuple[str, str]:
+    # The per-source table and the licence notice.
     rows = []
     non_commercial = []
     for name, source in report["sources"].items():
@@ -75,7 +68,6 @@ def write_dataset_card(output_dir: str | Path, report: dict, config: DatasetMixt
             f"{source['validation']} | {dropped} | {source_licenses} |"
         )
         non_commercial += [f"`{lic}` ({name})" for lic in source["licenses"] if is_non_commercial(lic)]
-    leakage = report["leakage"]
     notice = (
         "**Non-commercial / restricted licences:** "
         + ", ".join(non_commercial)
@@ -84,6 +76,24 @@ def write_dataset_card(output_dir: str | Path, report: dict, config: DatasetMixt
         if non_commercial
         else "All records carry licences that allow commercial use; attribution may still be required."
     )
+    return "\n".join(rows), notice
+
+
+def write_dataset_card(output_dir: str | Path, report: dict, config: DatasetMixtureConfig) -> Path:
+    """Write `output_dir/README.md`: YAML metadata (licence, splits, features, data files) and per-source counts.
+
+    Args:
+        output_dir (`str` or `pathlib.Path`):
+            The prepared dataset folder.
+        report (`dict`):
+            The content of `prepare_report.json`.
+        config (`DatasetMixtureConfig`):
+            The mixture recipe the dataset was prepared from.
+    """
+    output_dir = Path(output_dir)
+    card_data = _card_data(output_dir, report, config)
+    rows, notice = _sources_section(report)
+    totals, leakage = report["totals"], report["leakage"]
     body = f"""---
 {card_data.to_yaml()}
 ---
@@ -101,7 +111,7 @@ group-aware split (seed {config.seed}, validation fraction {config.val_fraction}
 
 | source | adapter | read | kept | train | validation | dropped (reason: count) | licences (records) |
 |---|---|---|---|---|---|---|---|
-{chr(10).join(rows)}
+{rows}
 
 Totals: {totals["kept"]} kept of {totals["read"]} read ({totals["train"]} train, {totals["validation"]} validation).
 
