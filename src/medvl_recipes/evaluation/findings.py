@@ -613,6 +613,72 @@ class FindingExtractor:
         return matrix
 
 
+def load_labelled_sentences(path: str | Path) -> list[tuple[str, dict[str, str], str]]:
+    """Read a labelled sentence table (`tests/data/finding_sentences.tsv`): rows of text, labels and tag.
+
+    Args:
+        path (`str` or `Path`):
+            Tab-separated file with a `text\tlabels\ttag` header; `#` lines are comments, `\\n` in text is a line
+            break, labels are `finding=state; ...` (the exact expected `FindingExtractor.extract` output).
+
+    Returns:
+        `list[tuple[str, dict[str, str], str]]`: (text, expected labels, tag) per row.
+    """
+    rows = []
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line or line.startswith("#") or line.startswith("text\t"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise MedvlError(
+                f"{path}:{number}: expected 3 tab-separated columns (text, labels, tag), got {len(parts)}"
+            )
+        text, labels, tag = parts
+        expected = {}
+        for pair in filter(None, (p.strip() for p in labels.split(";"))):
+            name, _, state = pair.partition("=")
+            if state not in _RANK:
+                raise MedvlError(f"{path}:{number}: label {pair!r} is not finding=present|absent|uncertain")
+            expected[name.strip()] = state
+        rows.append((text.replace("\\n", "\n"), expected, tag))
+    return rows
+
+
+def per_state_precision_recall(
+    predicted: Sequence[dict[str, str]], expected: Sequence[dict[str, str]], names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Precision and recall (percent) of each state over all (sentence, finding) pairs.
+
+    A finding missing from a label dict is "not mentioned", a class of its own.
+
+    Args:
+        predicted (`Sequence[dict[str, str]]`): `extract` outputs.
+        expected (`Sequence[dict[str, str]]`): gold labels, same order.
+        names (`Sequence[str]`): the findings to score (e.g. `FindingExtractor.names`).
+
+    Returns:
+        `dict[str, dict[str, float]]`: state -> `{"precision", "recall", "support"}`.
+    """
+    states = [PRESENT, UNCERTAIN, ABSENT, "not mentioned"]
+    pairs = [
+        (p.get(n, "not mentioned"), e.get(n, "not mentioned"))
+        for p, e in zip(predicted, expected, strict=True)
+        for n in names
+    ]
+    out = {}
+    for state in states:
+        tp = sum(p == state and e == state for p, e in pairs)
+        n_pred = sum(p == state for p, _ in pairs)
+        n_gold = sum(e == state for _, e in pairs)
+        out[state] = {
+            "precision": 100.0 * tp / n_pred if n_pred else float("nan"),
+            "recall": 100.0 * tp / n_gold if n_gold else float("nan"),
+            "support": n_gold,
+        }
+    return out
+
+
 def f1_stats(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per-sample sufficient statistics of per-finding F1: true positives, false positives, false negatives.
 
