@@ -1,6 +1,8 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
 """Finding extractor: negation, uncertainty and scope on hand-written report sentences; F1 arithmetic."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,11 +13,16 @@ from medvl_recipes.evaluation.findings import (
     UNCERTAIN,
     FindingExtractor,
     f1_stats,
+    load_labelled_sentences,
     load_lexicon,
     macro_f1,
     micro_f1,
     per_finding_f1,
+    per_state_precision_recall,
 )
+
+
+SENTENCE_TABLE = Path(__file__).parent / "data" / "finding_sentences.tsv"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,8 @@ SENTENCES = [
     ("Pneumonia cannot be excluded.", "pneumonia", UNCERTAIN),
     ("Possible right lower lobe pneumonia.", "pneumonia", UNCERTAIN),
     ("Findings are suspicious for pneumonia.", "pneumonia", UNCERTAIN),
-    ("Atelectasis versus pneumonia at the left base.", "atelectasis", PRESENT),
+    # CheXpert reads both sides of "versus" as uncertain (post_negation_uncertainty.txt, conj:versus).
+    ("Atelectasis versus pneumonia at the left base.", "atelectasis", UNCERTAIN),
     ("Atelectasis versus pneumonia at the left base.", "pneumonia", UNCERTAIN),
     # double negation affirms
     ("No evidence of absence of effusion.", "pleural effusion", PRESENT),
@@ -168,3 +176,147 @@ def test_extractor_agrees_with_phantom_ground_truth(prepared_dataset_dir):
     summed = f1_stats(predicted, target).sum(0)
     assert micro_f1(summed[None])[0] >= 95.0
     assert macro_f1(summed[None])[0] >= 90.0
+
+
+def test_sentence_table_exact_labels(extractor):
+    rows = load_labelled_sentences(SENTENCE_TABLE)
+    assert len(rows) >= 300
+    predicted = [extractor.extract(text) for text, _, _ in rows]
+    scores = per_state_precision_recall(predicted, [expected for _, expected, _ in rows], extractor.names)
+    # Shown with `pytest -s`; bench/bench_findings.py prints the same table.
+    print(f"\n{len(rows)} sentences, {extractor.signature}")  # noqa: T201
+    for state, s in scores.items():
+        print(f"{state:>14}: precision {s['precision']:6.2f}  recall {s['recall']:6.2f}  support {s['support']}")  # noqa: T201
+    wrong = [
+        (text, got, expected) for (text, expected, _), got in zip(rows, predicted, strict=True) if got != expected
+    ]
+    assert not wrong, "\n".join(f"{t!r}: got {g}, expected {e}" for t, g, e in wrong[:20])
+
+
+def test_sentence_table_covers_every_observation_and_state():
+    rows = load_labelled_sentences(SENTENCE_TABLE)
+    seen = {(name, state) for _, expected, _ in rows for name, state in expected.items()}
+    for name in load_lexicon().names:
+        states = ["present", "absent"] if name == "no finding" else ["present", "absent", "uncertain"]
+        for state in states:
+            assert (name, state) in seen, (name, state)
+
+
+# One test per defect of issue 15; each failed on the v1 extractor (checked by running it against the v1 file).
+def _labels(extractor, text):
+    return {k: v for k, v in extractor.extract(text).items() if k != "no finding"}
+
+
+def test_defect_plurals_match(extractor):
+    assert _labels(extractor, "Bibasilar opacities.") == {"lung opacity": PRESENT}
+    assert _labels(extractor, "Cavities in the right upper lobe.") == {"lung lesion": PRESENT}
+
+
+def test_defect_separate_negations_do_not_cancel(extractor):
+    assert extractor.extract("No acute disease, no pneumonia.") == {"pneumonia": ABSENT, "no finding": PRESENT}
+    assert _labels(extractor, "No pneumothorax, no effusion.") == {"pneumothorax": ABSENT, "pleural effusion": ABSENT}
+
+
+def test_defect_numbered_impressions_are_split(extractor):
+    text = "1. No pneumothorax.2. Right lower lobe pneumonia."
+    assert _labels(extractor, text) == {"pneumothorax": ABSENT, "pneumonia": PRESENT}
+    assert _labels(extractor, "1) No effusion 2) Left basilar atelectasis") == {
+        "pleural effusion": ABSENT,
+        "atelectasis": PRESENT,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "finding", "expected"),
+    [
+        ("Patient denied pneumonia.", "pneumonia", ABSENT),
+        ("Sputum culture for pneumonia was negative.", "pneumonia", ABSENT),
+        ("-ve for pneumothorax.", "pneumothorax", ABSENT),
+        ("Low suspicion for pneumonia.", "pneumonia", UNCERTAIN),
+        ("Suspect early pneumonia in the left lower lobe.", "pneumonia", UNCERTAIN),
+        ("Findings may reflect atelectasis.", "atelectasis", UNCERTAIN),
+        ("Pneumothorax: none.", "pneumothorax", ABSENT),
+        ("No further evidence of pneumothorax.", "pneumothorax", ABSENT),
+    ],
+)
+def test_defect_missing_triggers(extractor, text, finding, expected):
+    assert extractor.extract(text).get(finding) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The cardiac silhouette is mildly enlarged.", {"cardiomegaly": PRESENT}),
+        ("Heart size within normal limits.", {"cardiomegaly": ABSENT}),
+        ("Cardiomediastinal contours are normal.", {"enlarged cardiomediastinum": ABSENT}),
+        ("Blunting of the right costophrenic angle.", {"pleural effusion": UNCERTAIN}),
+        ("Findings consistent with CHF.", {"edema": PRESENT, "cardiomegaly": UNCERTAIN}),
+        ("Increased interstitial markings.", {"lung opacity": PRESENT}),
+    ],
+)
+def test_defect_missing_synonyms(extractor, text, expected):
+    assert _labels(extractor, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "no_finding"),
+    [
+        ("Urinary tract infection.", ABSENT),
+        ("Left ventricular cavity is dilated.", PRESENT),
+        ("Vertebral collapse at T12.", ABSENT),
+    ],
+)
+def test_defect_too_broad_synonyms(extractor, text, no_finding):
+    assert extractor.extract(text) == {"no finding": no_finding}
+
+
+def test_defect_sections_are_not_findings(extractor):
+    assert extractor.extract("Indication: pneumonia. Findings: The lungs are clear.") == {"no finding": PRESENT}
+    assert extractor.extract("History: pneumothorax. Impression: No pneumothorax.") == {
+        "pneumothorax": ABSENT,
+        "no finding": PRESENT,
+    }
+
+
+def test_defect_hypotheticals_are_not_findings(extractor):
+    assert extractor.extract("Evaluation for pneumothorax is limited.") == {"no finding": PRESENT}
+    assert extractor.extract("Rule out pneumothorax.") == {"no finding": PRESENT}
+
+
+def test_defect_outside_abnormality_is_not_no_finding(extractor):
+    # CheXpert stages/aggregate.py: a positive no_finding.txt phrase (emphysema, scoliosis) blocks "No Finding".
+    assert extractor.extract("Emphysema.") == {"no finding": ABSENT}
+    assert extractor.extract("Thoracic scoliosis.") == {"no finding": ABSENT}
+    assert extractor.extract("No emphysema.") == {"no finding": PRESENT}
+
+
+def test_impression_only():
+    text = "FINDINGS: Mild cardiomegaly. Small left effusion.\nIMPRESSION: Small left effusion."
+    assert FindingExtractor(impression_only=True).extract(text) == {"pleural effusion": PRESENT, "no finding": ABSENT}
+    assert FindingExtractor().extract(text)["cardiomegaly"] == PRESENT
+    # Without an impression the whole report is read.
+    assert FindingExtractor(impression_only=True).extract("Mild cardiomegaly.")["cardiomegaly"] == PRESENT
+
+
+def test_uncertain_policy_and_signature():
+    texts = ["Possible pneumonia.", "Right lower lobe pneumonia.", "No pneumonia."]
+    column = FindingExtractor().names.index("pneumonia")
+    ones = FindingExtractor(uncertain_as="positive")
+    zeros = FindingExtractor(uncertain_as="negative")
+    own = FindingExtractor(uncertain_as="own_class", impression_only=True)
+    assert ones.positive_matrix(texts)[:, column].tolist() == [True, True, False]
+    assert zeros.positive_matrix(texts)[:, column].tolist() == [False, True, False]
+    assert own.label_matrix(texts)[:, column].tolist() == [-1.0, 1.0, 0.0]
+    assert np.isnan(own.label_matrix(["No pneumonia."])[0, own.names.index("pneumothorax")])
+    with pytest.raises(MedvlError, match="own_class"):
+        own.positive_matrix(texts)
+    with pytest.raises(MedvlError, match="uncertain_as"):
+        FindingExtractor(uncertain_as="maybe")
+    assert FindingExtractor().signature == "findings:v2|uncertain_as=positive|impression_only=false"
+    assert own.signature == "findings:v2|uncertain_as=own_class|impression_only=true"
+
+
+def test_unversioned_lexicon_signature_names_its_content(tmp_path):
+    path = tmp_path / "lexicon.yaml"
+    path.write_text("findings:\n  hernia: {synonyms: [hernia]}\n")
+    assert FindingExtractor(path).signature.startswith("findings:custom-")
