@@ -326,7 +326,7 @@ def finding_stats_reference_vs_ground_truth(inputs: MetricInputs) -> np.ndarray:
 
 
 def _lexicon_signature(inputs: MetricInputs) -> str:
-    return f"medvl-findings|findings:{len(inputs.extractor.names)}|uncertain:present"
+    return f"medvl-{inputs.extractor.signature}|findings:{len(inputs.extractor.names)}"
 
 
 _VS_REF = {"stats": finding_stats_vs_reference, "requires": TEXT}
