@@ -82,6 +82,42 @@ def _format(value: float, scale: str) -> str:
     return f"{value:.2f}" if scale in ("percent", "rank") else f"{value:.4f}"
 
 
+def _baseline_lines(payload: Mapping) -> list[str]:
+    # The model beside reports that never looked at the image, each with its interval and the paired test.
+    from medvl_recipes.evaluation.baselines import baseline_verdicts
+
+    baselines = payload.get("baselines")
+    if not baselines:
+        return []
+    names = list(baselines)
+    metrics = list(next(iter(baselines.values()))["metrics"])
+    lines = [
+        "",
+        "## Baselines",
+        "",
+        "Training reports written without looking at the image (`most_frequent`, `random`) or retrieved by image "
+        "similarity (`nearest`), scored like the model; p: paired approximate randomisation test, model vs baseline.",
+        "",
+        "| metric | model | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for metric in metrics:
+        model = payload["metrics"][metric]
+        scale = model["scale"]
+        cells = [f"{_format(model['value'], scale)}"]
+        for name in names:
+            value = baselines[name]["metrics"][metric]
+            p_value = baselines[name]["vs_model"][metric]["p_value"]
+            cells.append(
+                f"{_format(value['value'], scale)} [{_format(value['ci_low'], scale)}, "
+                f"{_format(value['ci_high'], scale)}] (p={p_value:.3f})"
+            )
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    verdicts = baseline_verdicts(payload["metrics"], baselines)
+    lines += [""] + ([f"**Warning:** {v}" for v in verdicts] or ["The model beats every baseline on every metric."])
+    return lines
+
+
 def render_report(payload: Mapping, plots: Sequence[str] = ()) -> str:
     """The markdown report of a run: provenance, then one table row per metric with its interval.
 
@@ -112,6 +148,7 @@ def render_report(payload: Mapping, plots: Sequence[str] = ()) -> str:
         ci = f"[{_format(m['ci_low'], m['scale'])}, {_format(m['ci_high'], m['scale'])}]"
         arrow = "↑" if m["higher_is_better"] else "↓"
         lines.append(f"| {name} | {_format(m['value'], m['scale'])} | {ci} | {arrow} |")
+    lines += _baseline_lines(payload)
     signatures = {m["signature"] for m in payload["metrics"].values() if m.get("signature")}
     if signatures:
         lines += ["", "Signatures:", ""] + [f"- `{s}`" for s in sorted(signatures)]

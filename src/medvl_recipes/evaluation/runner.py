@@ -67,6 +67,14 @@ class EvalArguments:
     device: str = field(default="auto", metadata={"help": "Torch device ('auto': cuda when available)."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (bf16 on GPU, fp32 on CPU), float32..."})
     plots: bool = field(default=True, metadata={"help": "Write PNG plots."})
+    baselines: bool = field(
+        default=True,
+        metadata={
+            "help": "Score the most frequent / a random / the nearest-image training report as baselines (needs "
+            "--dataset with a train split; nearest also needs --encoder)."
+        },
+    )
+    baseline_split: str = field(default="train", metadata={"help": "Split of --dataset the baselines draw from."})
     model_name: str | None = field(default=None, metadata={"help": "Model name in the model-index block."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset id in the model-index block."})
 
@@ -285,6 +293,41 @@ def _signatures_payload(results) -> dict:
     }
 
 
+def _wants_baselines(args: EvalArguments, samples: Samples) -> bool:
+    return bool(args.baselines and args.dataset and samples.generations is not None)
+
+
+def _training_reports(args: EvalArguments, columns=("text",)):
+    from medvl_recipes.data.prepared import load_prepared_split
+
+    return load_prepared_split(args.dataset, args.baseline_split, columns=columns, setting="--baseline-split")
+
+
+def _training_image_embeddings(args: EvalArguments, samples: Samples, encoder, processor):
+    # The nearest-image baseline's gallery: every training image, embedded by the same encoder as the samples.
+    if not _wants_baselines(args, samples) or samples.images is None:
+        return None
+    from medvl_recipes.retrieval import encode_images
+
+    train = _training_reports(args, columns=("text", "image"))
+    return encode_images(encoder, processor, _LazyImages(train), batch_size=args.batch_size).numpy()
+
+
+def _score_baselines(args: EvalArguments, inputs: MetricInputs, results: dict, stats: dict, train_image_emb) -> dict:
+    from medvl_recipes.evaluation.baselines import BASELINE_METRICS, baseline_generations, score_baselines
+
+    train_texts = list(_training_reports(args)["text"])
+    generations = baseline_generations(
+        train_texts, len(inputs), seed=args.seed, train_image_emb=train_image_emb, image_emb=inputs.image_emb
+    )
+    logger.info("Scoring baselines %s from %d training reports", ", ".join(generations), len(train_texts))
+    names = [name for name in BASELINE_METRICS if name in results]
+    return score_baselines(
+        inputs, stats, generations, metric_names=names, n_resamples=args.n_resamples, seed=args.seed,
+        confidence=args.confidence,
+    )  # fmt: skip
+
+
 def run_evaluation(args: EvalArguments) -> dict:
     """Run an evaluation end to end and write every output to `args.output_dir`.
 
@@ -337,6 +380,7 @@ def run_evaluation(args: EvalArguments) -> dict:
         extractor=FindingExtractor(args.lexicon),
     )
     wanted = set(args.metrics or METRICS)
+    train_image_emb = None
     if args.encoder:
         from medvl_recipes.evaluation.similarity import siglip_embeddings
 
@@ -352,6 +396,7 @@ def run_evaluation(args: EvalArguments) -> dict:
         )
         for key, value in embedded.items():
             setattr(inputs, key, value)
+        train_image_emb = _training_image_embeddings(args, samples, encoder, enc_processor)
         del encoder
     if samples.generations is not None and "embedding_cosine" in wanted:
         from medvl_recipes.evaluation.similarity import (
@@ -389,6 +434,8 @@ def run_evaluation(args: EvalArguments) -> dict:
         "config": asdict(args),
         "elapsed_s": None,
     }
+    if _wants_baselines(args, samples):
+        payload["baselines"] = _score_baselines(args, inputs, results, stats, train_image_emb)
     if "finding_stats_vs_reference" in stats:
         payload["finding_f1_per_finding"] = per_finding_f1(
             stats["finding_stats_vs_reference"].sum(0), inputs.extractor.names
