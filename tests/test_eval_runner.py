@@ -86,6 +86,26 @@ def test_predictions_run_outputs_and_compare_with_itself(tmp_path, capsys):
     assert rows["bleu"]["significant"] and rows["bleu"]["better"] == "A"
 
 
+def test_compare_refuses_other_references_and_other_signatures(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _run(["--predictions", str(_write_predictions(tmp_path / "a.jsonl")), "--output-dir", str(a),
+          "--n-resamples", "0", "--metrics", *TEXT_METRICS, "--plots", "false"])  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    rows[3]["reference"] = "A different reference."
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _run(["--predictions", str(tmp_path / "b.jsonl"), "--output-dir", str(b), "--n-resamples", "0",
+          "--metrics", *TEXT_METRICS, "--plots", "false"])  # fmt: skip
+    with pytest.raises(MedvlError, match="different data|different references"):
+        runner.compare_runs(a, b, n_resamples=10)
+    payload = json.loads((a / "metrics.json").read_text())
+    payload["metrics"]["finding_f1_micro"]["signature"] = "medvl-findings:v1|uncertain_as=negative"
+    (b / "metrics.json").write_text(json.dumps(payload))
+    (b / "per_sample.jsonl").write_text((a / "per_sample.jsonl").read_text())
+    (b / "sample_stats.npz").write_bytes((a / "sample_stats.npz").read_bytes())
+    with pytest.raises(MedvlError, match="finding_f1_micro was computed differently"):
+        runner.compare_runs(a, b, n_resamples=10)
+
+
 def test_bad_input_gives_clear_errors(tmp_path, dataset_dir):
     preds = _write_predictions(tmp_path / "preds.jsonl", n=4)
     out = str(tmp_path / "out")

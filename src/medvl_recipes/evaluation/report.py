@@ -82,6 +82,11 @@ def _format(value: float, scale: str) -> str:
     return f"{value:.2f}" if scale in ("percent", "rank") else f"{value:.4f}"
 
 
+# Percentile bootstrap intervals of corpus BLEU cover the truth less often than stated on small test sets
+# (Koehn 2004 used 300+ sentences; below ~100 the resampled corpora repeat too few n-grams).
+SMALL_N = 100
+
+
 def _baseline_lines(payload: Mapping) -> list[str]:
     # The model beside reports that never looked at the image, each with its interval and the paired test.
     from medvl_recipes.evaluation.baselines import baseline_verdicts
@@ -148,6 +153,12 @@ def render_report(payload: Mapping, plots: Sequence[str] = ()) -> str:
         ci = f"[{_format(m['ci_low'], m['scale'])}, {_format(m['ci_high'], m['scale'])}]"
         arrow = "↑" if m["higher_is_better"] else "↓"
         lines.append(f"| {name} | {_format(m['value'], m['scale'])} | {ci} | {arrow} |")
+    if data["num_samples"] < SMALL_N:
+        lines += [
+            "",
+            f"**Warning:** {data['num_samples']} samples: bootstrap intervals of corpus metrics (BLEU, chrF) "
+            f"under-cover below about {SMALL_N} samples; read them as rough.",
+        ]
     lines += _baseline_lines(payload)
     signatures = {m["signature"] for m in payload["metrics"].values() if m.get("signature")}
     if signatures:

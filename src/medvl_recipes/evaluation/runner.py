@@ -169,8 +169,10 @@ def load_predictions(path: str, max_samples: int | None = None) -> Samples:
         from medvl_recipes.imaging import load_image
 
         images = [load_image(path.parent / p).convert("RGB") for p in image_paths]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return Samples(ids=ids, references=refs, images=images, generations=gens, source=str(path), fingerprint=digest)
+    fingerprint = _rows_fingerprint(ids, [r if isinstance(r, str) else json.dumps(r) for r in refs])
+    return Samples(
+        ids=ids, references=refs, images=images, generations=gens, source=str(path), fingerprint=fingerprint
+    )
 
 
 def _attach_dataset(samples: Samples, dataset: Samples) -> None:
@@ -485,6 +487,34 @@ def _write_outputs(output_dir, args, samples, inputs, results, stats, payload, e
     logger.info("Wrote %s (%d samples, %d metrics, %.1fs)", output_dir, len(samples.ids), len(results), elapsed)
 
 
+def _references(run_dir: str | Path) -> dict[str, object]:
+    return {str(row["id"]): row.get("reference") for _, row in read_jsonl(Path(run_dir) / report_io.PER_SAMPLE_FILE)}
+
+
+def _check_comparable(run_a, run_b, payload_a: dict, payload_b: dict, common_ids: list[str]) -> None:
+    # A paired test is only meaningful on the same references, scored the same way.
+    data_a, data_b = payload_a["data"], payload_b["data"]
+    if data_a["num_samples"] == data_b["num_samples"] and data_a["fingerprint"] != data_b["fingerprint"]:
+        raise MedvlError(
+            f"{run_a} and {run_b} were run on different data (fingerprints {data_a['fingerprint']} vs "
+            f"{data_b['fingerprint']}); compare runs on the same split"
+        )
+    refs_a, refs_b = _references(run_a), _references(run_b)
+    differing = [i for i in common_ids if refs_a.get(i) != refs_b.get(i)]
+    if differing:
+        raise MedvlError(
+            f"{run_a} and {run_b} have different references for {len(differing)} samples (e.g. id {differing[0]!r}); "
+            "compare runs on the same references"
+        )
+    for name, meta_a in payload_a["metrics"].items():
+        meta_b = payload_b["metrics"].get(name)
+        if meta_b is not None and meta_a.get("signature") != meta_b.get("signature"):
+            raise MedvlError(
+                f"metric {name} was computed differently in the two runs (signature {meta_a.get('signature')!r} vs "
+                f"{meta_b.get('signature')!r}, e.g. another lexicon or uncertain policy); rerun one of them"
+            )
+
+
 def compare_runs(
     run_a: str | Path, run_b: str | Path, *, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> list[dict]:
@@ -508,6 +538,7 @@ def compare_runs(
     if len(common) < max(len(ids_a), len(ids_b)):
         logger.warning("Comparing on the %d samples both runs share (%d / %d)", len(common), len(ids_a), len(ids_b))
     rows_b = [index_b[ids_a[i]] for i in common]
+    _check_comparable(run_a, run_b, payload_a, payload_b, [ids_a[i] for i in common])
     out = []
     for name, meta_a in payload_a["metrics"].items():
         meta_b = payload_b["metrics"].get(name)
