@@ -235,3 +235,14 @@ def test_registry_names_and_direction():
     assert available_metrics(MetricInputs(generations=["a"], references=["a"])) == [
         n for n in METRICS if set(METRICS[n].requires) <= {"generations", "references"}
     ]
+
+
+def test_per_sample_bleu_is_sacrebleus_sentence_bleu_with_effective_order():
+    from sacrebleu.metrics import BLEU
+
+    hyps = ["No pleural effusion.", "Small left pleural effusion.", "Normal chest."]
+    refs = ["No pleural effusion.", "Large right pleural effusion.", "The heart is enlarged."]
+    results, _ = compute_metrics(MetricInputs(generations=hyps, references=refs), ["bleu"], n_resamples=0)
+    expected = [BLEU(effective_order=True).sentence_score(h, [r]).score for h, r in zip(hyps, refs, strict=True)]
+    np.testing.assert_allclose(results["bleu"].per_sample, expected)
+    assert results["bleu"].per_sample[0] == 100.0  # a short exact match is not zeroed by missing 4-grams

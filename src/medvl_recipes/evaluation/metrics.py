@@ -118,6 +118,9 @@ class MetricSpec:
         per_sample (`bool`): whether to write the per-sample value to `per_sample.jsonl`.
         scale (`str`): "percent", "cosine", "probability" or "rank" (plots group metrics by scale).
         signature (`Callable[[MetricInputs], str]`, *optional*): a reproducibility signature.
+        per_sample_score (`Callable[[MetricInputs], np.ndarray]`, *optional*): the per-sample value written to
+            `per_sample.jsonl` when the corpus formula applied to one sample is not the right sentence-level score
+            (BLEU: sacrebleu's sentence BLEU with effective order).
     """
 
     name: str
@@ -130,6 +133,7 @@ class MetricSpec:
     per_sample: bool = True
     scale: str = "percent"
     signature: Callable[[MetricInputs], str] | None = None
+    per_sample_score: Callable[[MetricInputs], np.ndarray] | None = None
 
 
 METRICS: dict[str, MetricSpec] = {}
@@ -178,11 +182,31 @@ def _sacrebleu_bleu():
 
 
 def bleu_stats(inputs: MetricInputs) -> np.ndarray:
-    """sacrebleu's per-sentence BLEU statistics `[hyp_len, ref_len, correct_1..4, total_1..4]` (N, 10)."""
+    """sacrebleu's per-sentence BLEU statistics `[hyp_len, ref_len, correct_1..4, total_1..4]` (N, 10).
+
+    Corpus BLEU is a function of these statistics summed over sentences, so the statistics of each sentence, read
+    from sacrebleu's public `corpus_score` of that one sentence, give the corpus score and its bootstrap exactly.
+    """
     bleu = _sacrebleu_bleu()
-    stats = bleu._extract_corpus_statistics(inputs.generations, _reference_streams(inputs))
+    rows = []
+    for hypothesis, references in zip(inputs.generations, inputs.references, strict=True):
+        score = bleu.corpus_score([hypothesis], [[reference] for reference in references])
+        rows.append([score.sys_len, score.ref_len, *score.counts, *score.totals])
     inputs._signatures["bleu"] = str(bleu.get_signature())
-    return np.asarray(stats, dtype=np.float64).reshape(len(inputs.generations), 10)
+    return np.asarray(rows, dtype=np.float64).reshape(len(inputs.generations), 10)
+
+
+def sentence_bleu(inputs: MetricInputs) -> np.ndarray:
+    """Per-sample BLEU: sacrebleu's `sentence_score` with effective order (no zero for a short exact match)."""
+    from sacrebleu.metrics import BLEU
+
+    scorer = BLEU(effective_order=True)
+    return np.array(
+        [
+            scorer.sentence_score(h, list(refs)).score
+            for h, refs in zip(inputs.generations, inputs.references, strict=True)
+        ]
+    )
 
 
 def _bleu_vectorised(summed: np.ndarray, max_order: int) -> np.ndarray:
@@ -221,7 +245,7 @@ def _bleu_point(max_order: int) -> Callable[[np.ndarray], float]:
 
 @register_metric(
     "bleu", higher_is_better=True, stats=bleu_stats, requires=TEXT, point=_bleu_point(4),
-    signature=lambda inputs: inputs._signatures.get("bleu", ""),
+    signature=lambda inputs: inputs._signatures.get("bleu", ""), per_sample_score=sentence_bleu,
 )  # fmt: skip
 def bleu(summed: np.ndarray) -> np.ndarray:
     """sacrebleu corpus BLEU (13a tokenizer, exp smoothing, up to 4-grams)."""
@@ -229,13 +253,14 @@ def bleu(summed: np.ndarray) -> np.ndarray:
 
 
 def _bleu_n(n: int) -> Callable[[np.ndarray], np.ndarray]:
-    # BLEU-n: brevity penalty times the geometric mean of the 1..n-gram precisions (cumulative, as the COCO caption
-    # toolkit reports Bleu_1..4), from the same sacrebleu statistics; BLEU-4 equals `bleu`.
+    # BLEU-n: brevity penalty times the geometric mean of the 1..n-gram precisions (cumulative, like the COCO caption
+    # toolkit's Bleu_1..4) from the same sacrebleu statistics: sacrebleu's 13a tokenisation and exp smoothing, so the
+    # numbers are NOT comparable with COCO-toolkit BLEU-n (PTB tokeniser, no smoothing); BLEU-4 equals `bleu`.
     return lambda summed: _bleu_vectorised(summed, n)
 
 
 def _bleu_n_signature(n: int) -> Callable[[MetricInputs], str]:
-    return lambda inputs: inputs._signatures.get("bleu", "") + f"|max-ngram-order:{n}"
+    return lambda inputs: inputs._signatures.get("bleu", "") + f"|max-ngram-order:{n}|sacrebleu-tokenised-not-coco"
 
 
 _BLEU_N = {"higher_is_better": True, "stats": bleu_stats, "requires": TEXT, "per_sample": False}
@@ -547,7 +572,11 @@ def compute_metrics(
             low, high = confidence_interval(samples, confidence)
         else:
             low = high = value
-        per_sample = np.asarray(spec.aggregate(stats), dtype=np.float64) if spec.per_sample else None
+        per_sample = None
+        if spec.per_sample_score is not None:
+            per_sample = np.asarray(spec.per_sample_score(inputs), dtype=np.float64)
+        elif spec.per_sample:
+            per_sample = np.asarray(spec.aggregate(stats), dtype=np.float64)
         results[name] = MetricResult(
             name=name,
             value=value,
