@@ -245,4 +245,6 @@ def test_per_sample_bleu_is_sacrebleus_sentence_bleu_with_effective_order():
     results, _ = compute_metrics(MetricInputs(generations=hyps, references=refs), ["bleu"], n_resamples=0)
     expected = [BLEU(effective_order=True).sentence_score(h, [r]).score for h, r in zip(hyps, refs, strict=True)]
     np.testing.assert_allclose(results["bleu"].per_sample, expected)
-    assert results["bleu"].per_sample[0] == pytest.approx(100.0)  # a short exact match is not zeroed by missing 4-grams
+    assert results["bleu"].per_sample[0] == pytest.approx(
+        100.0
+    )  # a short exact match is not zeroed by missing 4-grams

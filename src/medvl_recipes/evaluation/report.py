@@ -160,6 +160,12 @@ def render_report(payload: Mapping, plots: Sequence[str] = ()) -> str:
             f"under-cover below about {SMALL_N} samples; read them as rough.",
         ]
     lines += _baseline_lines(payload)
+    radeval = payload.get("radeval") or {}
+    if radeval.get("scores"):
+        lines += ["", "RadEval (model-based metrics, no intervals):", "", "| metric | value |", "|---|---:|"]
+        lines += [f"| {name} | {value:.4f} |" for name, value in radeval["scores"].items()]
+    elif radeval.get("missing"):
+        lines += ["", f"RadEval: {radeval['missing']}."]
     signatures = {m["signature"] for m in payload["metrics"].values() if m.get("signature")}
     if signatures:
         lines += ["", "Signatures:", ""] + [f"- `{s}`" for s in sorted(signatures)]

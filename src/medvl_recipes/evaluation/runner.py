@@ -74,6 +74,12 @@ class EvalArguments:
             "--dataset with a train split; nearest also needs --encoder)."
         },
     )
+    radeval: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "RadEval metrics to add when the `radeval` package is installed (radgraph, f1chexbert, ...)."
+        },
+    )
     baseline_split: str = field(default="train", metadata={"help": "Split of --dataset the baselines draw from."})
     model_name: str | None = field(default=None, metadata={"help": "Model name in the model-index block."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset id in the model-index block."})
@@ -436,6 +442,13 @@ def run_evaluation(args: EvalArguments) -> dict:
         "config": asdict(args),
         "elapsed_s": None,
     }
+    if args.radeval and samples.generations is not None:
+        from medvl_recipes.evaluation.radeval_adapter import radeval_scores
+
+        refs = [r if isinstance(r, str) else r[0] for r in samples.references]
+        payload["radeval"] = radeval_scores(refs, samples.generations, args.radeval)
+        if "missing" in payload["radeval"]:
+            logger.warning("%s", payload["radeval"]["missing"])
     if _wants_baselines(args, samples):
         payload["baselines"] = _score_baselines(args, inputs, results, stats, train_image_emb)
     if "finding_stats_vs_reference" in stats:
