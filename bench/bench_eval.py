@@ -93,6 +93,38 @@ def bench_harness(dataset: str, models_dir: str | None, max_new_tokens: int, n_r
         return payload["data"]["num_samples"], time.perf_counter() - start
 
 
+def bench_harness_with_baselines(n_pairs: int, n_resamples: int) -> float:
+    """Seconds for `medvl eval --predictions` on `n_pairs` synthetic pairs with a `n_pairs` training split, baselines on."""
+    from datasets import Dataset
+
+    from medvl_recipes.evaluation.runner import EvalArguments, run_evaluation
+
+    hyps, refs = synthetic_pairs(n_pairs)
+    train_hyps, train_refs = synthetic_pairs(n_pairs, seed=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "dataset" / "data"
+        data.mkdir(parents=True)
+        for split, texts in (("train", train_refs), ("validation", refs)):
+            ids = [f"{split}-{i}" for i in range(n_pairs)]
+            Dataset.from_dict({"id": ids, "text": texts}).to_parquet(str(data / f"{split}-00000-of-00001.parquet"))
+        preds = Path(tmp) / "predictions.jsonl"
+        preds.write_text(
+            "".join(
+                f'{{"id": "validation-{i}", "reference": {r!r}, "generation": {h!r}}}\n'.replace("'", '"')
+                for i, (h, r) in enumerate(zip(hyps, refs, strict=True))
+            )
+        )
+        args = EvalArguments(
+            predictions=str(preds), dataset=str(Path(tmp) / "dataset"), output_dir=str(Path(tmp) / "eval"),
+            n_resamples=n_resamples, plots=False, device="cpu",
+            metrics=["bleu", "chrf", "rougeL", "finding_f1_micro", "finding_f1_macro"],
+        )  # fmt: skip
+        start = time.perf_counter()
+        payload = run_evaluation(args)
+        assert set(payload["baselines"]) == {"most_frequent", "random"}
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="outputs/quickstart/dataset", help="Prepared dataset folder.")
@@ -103,6 +135,9 @@ def main() -> None:
     parser.add_argument("--n-resamples", type=int, default=1000, help="Bootstrap resamples.")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="Generation length in the harness run.")
     parser.add_argument("--skip-harness", action="store_true", help="Only time the metrics.")
+    parser.add_argument(
+        "--baselines-pairs", type=int, default=10_000, help="Pairs of the predictions run with baselines (0: skip)."
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -111,6 +146,11 @@ def main() -> None:
         n, seconds = bench_harness(args.dataset, args.models_dir, args.max_new_tokens, args.n_resamples)
         print(f"| whole harness, tiny decoder+encoder, {args.max_new_tokens} new tokens, CPU | {n} | {seconds:.1f} | "
               f"{n / seconds:.2f} samples/s |")  # fmt: skip
+    if args.baselines_pairs:
+        seconds = bench_harness_with_baselines(args.baselines_pairs, args.n_resamples)
+        print(f"| `medvl eval --predictions`, 5 text metrics, baselines most_frequent + random, bootstrap "
+              f"x{args.n_resamples} | {args.baselines_pairs} | {seconds:.1f} | "
+              f"{args.baselines_pairs / seconds:,.0f} samples/s |")  # fmt: skip
     for family, point, boot in bench_metrics(args.n_pairs, args.n_resamples):
         print(f"| {family}: stats + point | {args.n_pairs} | {point:.2f} | {args.n_pairs / point:,.0f} pairs/s |")
         print(f"| {family}: bootstrap x{args.n_resamples} | {args.n_pairs} | {boot:.2f} | |")
