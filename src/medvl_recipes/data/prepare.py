@@ -251,7 +251,11 @@ def _summary_table(stats: dict[str, _SourceStats]) -> str:
     for name, s in stats.items():
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(s.dropped.items())) or "0"
         changed = ", ".join(f"{k} {v}" for k, v in sorted(s.changed.items())) or "0"
-        warning = f"kept {s.kept / s.read:.0%} < {LOW_KEEP_WARNING:.0%}" if _low_keep_warning(name, s) else ""
+        warning = (
+            f"kept {s.kept / s.read:.0%} < {LOW_KEEP_WARNING:.0%}: {s.top_drops()}"
+            if _low_keep_warning(name, s)
+            else ""
+        )
         lines.append(
             f"| {name} | {s.read} | {s.kept} | {s.splits['train']} | {s.splits['validation']} | {dropped} | {changed} "
             f"| {warning} |"
