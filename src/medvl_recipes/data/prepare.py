@@ -431,6 +431,54 @@ def _template_report(split_of: list[str], report_keys: list[str], templates: set
     }
 
 
+@dataclass
+class SplitResult:
+    """What `split_rows` decided: the kept rows, their merged groups and splits, and what the report says of them."""
+
+    rows: list[_IndexRow]
+    group_of: list[str]
+    split_of: list[str]
+    dedup_stats: dict
+    templates: dict
+    leakage: dict
+
+
+def split_rows(rows: list[_IndexRow], config: DatasetMixtureConfig, stats: dict[str, _SourceStats]) -> SplitResult:
+    """De-duplicate, group and split indexed rows; count kept records per source and split; report leakage.
+
+    Args:
+        rows (`list[_IndexRow]`):
+            The rows kept by cleaning, in source order.
+        config (`DatasetMixtureConfig`):
+            The mixture (`dedup`, `val_fraction`, `seed`).
+        stats (`dict[str, _SourceStats]`):
+            Per-source counters, updated in place (`duplicate_pair` drops, kept, splits, licences).
+    """
+    rows, report_keys, group_of, near_pairs, dedup_stats, templates = _group_duplicates(rows, config, stats)
+    assignment = split_groups(
+        group_of,
+        _split_strata(rows, report_keys, group_of, templates),
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    split_of = [assignment[g] for g in group_of]
+    for row, split in zip(rows, split_of, strict=True):
+        stats[row.source].kept += 1
+        stats[row.source].splits[split] += 1
+        stats[row.source].licenses[row.license] += 1
+    # Templates are shared across splits by design; rare identical texts must not be.
+    leakage = leakage_report(
+        split_of,
+        [r.pixel_hash for r in rows],
+        [None if k in templates else k for k in report_keys],
+        group_of,
+        [r.source_group for r in rows],
+        near_pairs,
+    )
+    template_report = _template_report(split_of, report_keys, templates, config.dedup.template_min_groups)
+    return SplitResult(rows, group_of, split_of, dedup_stats, template_report, leakage)
+
+
 def prepare_dataset(
     config: DatasetMixtureConfig | str | Path | dict,
     *,
@@ -487,29 +535,8 @@ def prepare_dataset(
             num_proc=num_proc,
             show_progress=show_progress,
         )
-        rows, report_keys, group_of, near_pairs, dedup_stats, templates = _group_duplicates(rows, config, stats)
-
-        # Split
-        assignment = split_groups(
-            group_of,
-            _split_strata(rows, report_keys, group_of, templates),
-            val_fraction=config.val_fraction,
-            seed=config.seed,
-        )
-        split_of = [assignment[g] for g in group_of]
-        for row, split in zip(rows, split_of, strict=True):
-            stats[row.source].kept += 1
-            stats[row.source].splits[split] += 1
-            stats[row.source].licenses[row.license] += 1
-        # Templates are shared across splits by design; rare identical texts must not be.
-        leakage = leakage_report(
-            split_of,
-            [r.pixel_hash for r in rows],
-            [None if k in templates else k for k in report_keys],
-            group_of,
-            [r.source_group for r in rows],
-            near_pairs,
-        )
+        result = split_rows(rows, config, stats)
+        rows, group_of, split_of = result.rows, result.group_of, result.split_of
 
         # Pass 2: write
         files = {}
@@ -549,9 +576,9 @@ def prepare_dataset(
             }
             for (name, s), source in zip(stats.items(), config.sources, strict=True)
         },
-        "dedup": dedup_stats,
-        "templates": _template_report(split_of, report_keys, templates, config.dedup.template_min_groups),
-        "leakage": leakage,
+        "dedup": result.dedup_stats,
+        "templates": result.templates,
+        "leakage": result.leakage,
         "warnings": warnings,
         "drop_reasons": DROP_REASONS,
         "files": files,
