@@ -38,7 +38,9 @@ def _popcount(values: np.ndarray) -> np.ndarray:
     return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
 
 
-def find_near_duplicate_pairs(hashes: Sequence[int], threshold: int) -> list[tuple[int, int]]:
+def find_near_duplicate_pairs(
+    hashes: Sequence[int], threshold: int, stats: dict | None = None
+) -> list[tuple[int, int]]:
     """All index pairs `(i, j)`, `i < j`, whose 64-bit hashes differ in at most `threshold` bits.
 
     Args:
@@ -46,7 +48,11 @@ def find_near_duplicate_pairs(hashes: Sequence[int], threshold: int) -> list[tup
             Unsigned 64-bit perceptual hashes.
         threshold (`int`):
             Maximum Hamming distance; negative returns no pairs.
+        stats (`dict`, *optional*):
+            Receives `candidate_pairs`, the number of hash comparisons made (the cost of the band index).
     """
+    if stats is not None:
+        stats["candidate_pairs"] = 0
     if threshold < 0 or len(hashes) < 2:
         return []
     values = np.array([np.uint64(h) for h in hashes], dtype=np.uint64)
@@ -62,6 +68,8 @@ def find_near_duplicate_pairs(hashes: Sequence[int], threshold: int) -> list[tup
         for members in buckets.values():
             if len(members) < 2:
                 continue
+            if stats is not None:
+                stats["candidate_pairs"] += len(members) * (len(members) - 1) // 2
             members_array = np.array(members)
             for position, i in enumerate(members[:-1]):
                 others = members_array[position + 1 :]

@@ -380,7 +380,11 @@ def _group_duplicates(
     dedup_stats["merged_by_source_group"] = union_by_key(union_find, (r.source_group for r in rows))
     dedup_stats["exact_image_duplicates"] = len(rows) - len({r.pixel_hash for r in rows})
     dedup_stats["merged_by_exact_image"] = union_by_key(union_find, (r.pixel_hash for r in rows))
-    near_pairs = find_near_duplicate_pairs([r.phash for r in rows], config.dedup.near_duplicate_threshold)
+    band_stats: dict[str, int] = {}
+    near_pairs = find_near_duplicate_pairs(
+        [r.phash for r in rows], config.dedup.near_duplicate_threshold, stats=band_stats
+    )
+    dedup_stats["near_duplicate_candidate_pairs"] = band_stats["candidate_pairs"]
     near_pairs = [(i, j) for i, j in near_pairs if rows[i].pixel_hash != rows[j].pixel_hash]
     dedup_stats["near_duplicate_pairs"] = len(near_pairs)
     dedup_stats["near_duplicate_pairs_across_sources"] = sum(rows[i].source != rows[j].source for i, j in near_pairs)

@@ -74,7 +74,13 @@ def load_imagefolder(source: SourceConfig) -> Iterator[RawRecord]:
             group = row.get(source.option("group_column") or "") or record_id
             raw_findings = row.get("findings")
             if isinstance(raw_findings, str):
-                raw_findings = json.loads(raw_findings) if raw_findings.strip() else []
+                try:
+                    raw_findings = json.loads(raw_findings) if raw_findings.strip() else []
+                except json.JSONDecodeError as err:
+                    raise MedvlError(
+                        f"{file}:{line_number}: the findings column is not JSON ({err.msg}); expected "
+                        '[{"finding": ..., "site": ..., "present": ...}]'
+                    ) from err
             yield RawRecord(
                 id=record_id,
                 text=row.get(text_key) or "",
