@@ -76,6 +76,7 @@ def _child(folder: Path, out: Path, num_proc: int) -> None:
     result = {
         "seconds": seconds,
         "kept": report["totals"]["kept"],
+        "candidate_pairs": report["dedup"].get("near_duplicate_candidate_pairs"),
         "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
@@ -124,13 +125,14 @@ def main() -> None:
         f"load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} (shared machine)\n"
     )
     print(
-        "| pairs | prepare pairs/s | raw decode+encode pairs/s (ceiling) | ratio | peak RSS main (MB) | peak RSS worker (MB) |"
+        "| pairs | prepare pairs/s | raw decode+encode pairs/s (ceiling) | ratio | peak RSS main (MB) | "
+        "peak RSS worker (MB) | dedup candidate pairs |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for n, rate, raw_rate, result in rows:
         print(
             f"| {n} | {rate:.0f} | {raw_rate:.0f} | {rate / raw_rate:.2f} | {result['rss_main_mb']:.0f} | "
-            f"{result['rss_worker_mb']:.0f} |"
+            f"{result['rss_worker_mb']:.0f} | {result['candidate_pairs']} |"
         )
     if len(rows) > 1:
         print(

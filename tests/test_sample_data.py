@@ -195,7 +195,8 @@ def test_sidecar_findings_agree_with_source_texts(sample_dirs):
         images = [e.get("id") for e in tree.iter("parentImage")]
         no_images += not images
         for image_id in images:
-            assert (root / "openi" / "NLMCXR_png" / f"{image_id}.png").is_file()
+            # Flat beside ecgen-radiology/, as `tar xf NLMCXR_png.tgz` (no top folder) leaves them.
+            assert (root / "openi" / f"{image_id}.png").is_file()
         assert_report_agrees(text, openi[uid])
         checked += 1
     assert no_images == manifest["gotchas"]["openi_reports_without_images"] > 0
@@ -240,7 +241,9 @@ def test_roco_rocov2_overlap_and_formats(sample_dirs):
     for line in (train / "dlinks.txt").open():
         roco_id, command, image_name = line.rstrip("\n").split("\t")
         pmc_id = command.split(" ")[2].split("/")[-1][:-7]
-        assert (train / "images" / f"{pmc_id}_{image_name}").is_file()
+        # Current scripts/fetch.py naming (razorx89/roco-dataset a1f0ad6): images/<ROCO_ID>.jpg.
+        assert (train / "images" / f"{roco_id}.jpg").is_file()
+        assert not (train / "images" / f"{pmc_id}_{image_name}").exists()
         assert {"ROCO_ID": roco_id, "PMC_ID": f"{pmc_id}_{image_name}"}.items() <= next(
             r for r in licences if r["ROCO_ID"] == roco_id
         ).items()

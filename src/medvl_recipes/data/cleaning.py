@@ -74,7 +74,7 @@ def clean_text(text: str | None, config: CleaningConfig) -> CleanedText:
                 changes.append("text_deid_sentence_dropped")
     if not cleaned:
         return CleanedText(None, "empty_text", changes)
-    if cleaned.lower().strip(" .") in {j.lower() for j in config.junk_texts}:
+    if cleaned.lower().strip(" .") in {j.lower().strip(" .") for j in config.junk_texts}:
         return CleanedText(None, "junk_text", changes)
     words = len(cleaned.split())
     if words < config.min_words:

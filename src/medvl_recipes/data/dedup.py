@@ -38,7 +38,9 @@ def _popcount(values: np.ndarray) -> np.ndarray:
     return np.unpackbits(values.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
 
 
-def find_near_duplicate_pairs(hashes: Sequence[int], threshold: int) -> list[tuple[int, int]]:
+def find_near_duplicate_pairs(
+    hashes: Sequence[int], threshold: int, stats: dict | None = None
+) -> list[tuple[int, int]]:
     """All index pairs `(i, j)`, `i < j`, whose 64-bit hashes differ in at most `threshold` bits.
 
     Args:
@@ -46,7 +48,11 @@ def find_near_duplicate_pairs(hashes: Sequence[int], threshold: int) -> list[tup
             Unsigned 64-bit perceptual hashes.
         threshold (`int`):
             Maximum Hamming distance; negative returns no pairs.
+        stats (`dict`, *optional*):
+            Receives `candidate_pairs`, the number of hash comparisons made (the cost of the band index).
     """
+    if stats is not None:
+        stats["candidate_pairs"] = 0
     if threshold < 0 or len(hashes) < 2:
         return []
     values = np.array([np.uint64(h) for h in hashes], dtype=np.uint64)
@@ -62,6 +68,8 @@ def find_near_duplicate_pairs(hashes: Sequence[int], threshold: int) -> list[tup
         for members in buckets.values():
             if len(members) < 2:
                 continue
+            if stats is not None:
+                stats["candidate_pairs"] += len(members) * (len(members) - 1) // 2
             members_array = np.array(members)
             for position, i in enumerate(members[:-1]):
                 others = members_array[position + 1 :]
@@ -105,6 +113,28 @@ def union_by_key(union_find: UnionFind, keys: Iterable) -> int:
     return merges
 
 
+def find_templates(report_keys: Sequence[str], source_groups: Sequence[str], min_groups: int) -> set[str]:
+    """Normalised texts shared by more than `min_groups` distinct source groups.
+
+    Identical texts are evidence of one study or figure only while they are rare: in IU X-Ray a few normal
+    templates are shared by hundreds of patients, and grouping them would put one giant group in one split.
+
+    Args:
+        report_keys (`Sequence[str]`):
+            Normalised text of each record.
+        source_groups (`Sequence[str]`):
+            The study/report/case group each source assigned.
+        min_groups (`int`):
+            A text shared by more groups than this is a template; `0` returns no templates.
+    """
+    if min_groups <= 0:
+        return set()
+    groups: dict[str, set[str]] = defaultdict(set)
+    for key, group in zip(report_keys, source_groups, strict=True):
+        groups[key].add(group)
+    return {key for key, members in groups.items() if len(members) > min_groups}
+
+
 def leakage_report(
     splits: Sequence[str],
     pixel_hashes: Sequence[str],
@@ -123,7 +153,7 @@ def leakage_report(
         pixel_hashes (`Sequence[str]`):
             Exact image hash of each record.
         report_keys (`Sequence[str]`):
-            Normalised text of each record.
+            Normalised text of each record; `None` for texts not compared (templates, see `find_templates`).
         group_ids (`Sequence[str]`):
             Final (merged) group of each record.
         source_group_ids (`Sequence[str]`):
@@ -135,7 +165,8 @@ def leakage_report(
     def shared(keys: Sequence[str]) -> int:
         seen: dict[str, set[str]] = defaultdict(set)
         for key, split in zip(keys, splits, strict=True):
-            seen[key].add(split)
+            if key is not None:
+                seen[key].add(split)
         return sum(len(s) > 1 for s in seen.values())
 
     near_pairs = list(near_pairs)

@@ -16,7 +16,7 @@ sources:
     license: null                   # overrides the licence the adapter reads or assumes
     options: {}                     # other adapter-specific keys
 cleaning: {min_words: 3, max_words: 400, deid_action: mask, max_side: 512}
-dedup: {near_duplicate_threshold: 4, group_identical_reports: true}
+dedup: {near_duplicate_threshold: 4, group_identical_reports: true, template_min_groups: 10}
 ```
 """
 
@@ -133,7 +133,23 @@ class CleaningConfig:
     deid_action: str = "mask"
     deid_mask: str = "___"
     junk_texts: list[str] = field(
-        default_factory=lambda: ["in progress", "n/a", "na", "none", "image", "see text", "tbd", "pending"]
+        default_factory=lambda: [
+            "in progress",
+            "n/a",
+            "na",
+            "none",
+            "image",
+            "see text",
+            "tbd",
+            "pending",
+            "not available",
+            # MedPix 2.0's authoring template, left in 21 captions (splitted_dataset/descriptions_*.jsonl).
+            "replace this - description of the image or findings",
+            "replace this",
+            "no caption",
+            "caption",
+            "figure",
+        ]
     )
     min_side: int = 16
     max_side: int | None = 512
@@ -169,16 +185,30 @@ class DedupConfig:
         drop_exact_duplicates (`bool`, *optional*, defaults to `true`):
             A record whose image pixels and normalised text both equal an earlier record's is dropped
             (`duplicate_pair`); other duplicates are kept and grouped.
+        template_min_groups (`int`, *optional*, defaults to `10`):
+            A normalised text shared by more than this many source groups (studies, figures, cases) is a template
+            ("The heart is normal in size. The lungs are clear." in IU X-Ray), not evidence that those records
+            are one study: it does not merge their groups, and its share per split is reported. Texts shared by
+            fewer groups (ROCO and ROCOv2 captions of one figure) are still grouped. `0` turns this off.
     """
 
     near_duplicate_threshold: int = 4
     group_identical_reports: bool = True
     drop_exact_duplicates: bool = True
+    template_min_groups: int = 10
 
     def __post_init__(self):
         if not isinstance(self.near_duplicate_threshold, int) or not -1 <= self.near_duplicate_threshold <= 32:
             raise ValueError(
                 f"dedup.near_duplicate_threshold: expected an integer in [-1, 32], got {self.near_duplicate_threshold!r}"
+            )
+        if (
+            not isinstance(self.template_min_groups, int)
+            or isinstance(self.template_min_groups, bool)
+            or self.template_min_groups < 0
+        ):
+            raise ValueError(
+                f"dedup.template_min_groups: expected a non-negative integer, got {self.template_min_groups!r}"
             )
         for key in ("group_identical_reports", "drop_exact_duplicates"):
             if not isinstance(getattr(self, key), bool):
@@ -264,13 +294,28 @@ class DatasetMixtureConfig:
     def resolve_path(self, source: SourceConfig, data_root: str | Path | None = None) -> Path | str:
         """Resolve a source path against `data_root` (argument, else the `data_root` key, else the cwd).
 
-        A `hub` source whose path does not exist locally is returned unchanged (a Hub id).
+        A `hub` source whose path does not exist locally is returned unchanged (a Hub id), unless the path looks
+        local (starts with `.`, `/` or `~`, ends in `.parquet`, or its parent folder exists): a typo in a local
+        path must not become a Hub download.
+
+        Raises:
+            `MedvlError`: for a `hub` path that looks local and does not exist.
         """
         root = data_root if data_root is not None else self.data_root
         path = Path(source.path).expanduser()
         if not path.is_absolute() and root is not None:
             path = Path(root).expanduser() / path
         if source.type == "hub" and not path.exists():
+            looks_local = (
+                source.path.startswith((".", "/", "~"))
+                or source.path.endswith(".parquet")
+                or (len(Path(source.path).parts) > 1 and path.parent.is_dir())
+            )
+            if looks_local:
+                raise MedvlError(
+                    f"source {source.name!r} (hub): {path} does not exist; a path starting with '.', '/' or '~', "
+                    "ending in .parquet or inside an existing folder is local, not a Hub id. Fix the path."
+                )
             return source.path
         return path
 

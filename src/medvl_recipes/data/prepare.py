@@ -34,6 +34,7 @@ from medvl_recipes.data.cleaning import DROP_REASONS, clean_image, clean_text
 from medvl_recipes.data.dedup import (
     UnionFind,
     find_near_duplicate_pairs,
+    find_templates,
     leakage_report,
     normalise_report,
     perceptual_hash,
@@ -42,7 +43,13 @@ from medvl_recipes.data.dedup import (
 )
 from medvl_recipes.data.mixture import CleaningConfig, DatasetMixtureConfig, SourceConfig, load_mixture_config
 from medvl_recipes.data.prepared import FEATURES, SPLITS
-from medvl_recipes.data.sources import RawRecord, get_source_adapter, normalise_license
+from medvl_recipes.data.sources import (
+    RawRecord,
+    check_source_options,
+    get_source_adapter,
+    get_source_spec,
+    normalise_license,
+)
 from medvl_recipes.data.split import split_groups
 from medvl_recipes.errors import MedvlError
 
@@ -51,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 ROW_GROUP_SIZE = 256
 _BATCH_PER_WORKER = 32
+# A source that keeps less than this share of what it read is flagged in the log, the summary table and the report.
+LOW_KEEP_WARNING = 0.5
 
 
 @dataclass
@@ -77,6 +86,12 @@ class _SourceStats:
     changed: Counter = field(default_factory=Counter)
     splits: Counter = field(default_factory=Counter)
     licenses: Counter = field(default_factory=Counter)
+    # One example (record id and detail) per drop reason, so that an error can show what was looked for.
+    examples: dict = field(default_factory=dict)
+    path: str = ""
+
+    def top_drops(self, n: int = 3) -> str:
+        return ", ".join(f"{reason} {count}" for reason, count in self.dropped.most_common(n)) or "none"
 
 
 _WORKER_CONFIG: CleaningConfig | None = None
@@ -204,15 +219,48 @@ def _normalise_findings(findings: list[dict] | None, where: str) -> list[dict]:
         raise MedvlError(f"{where}: findings must be a list of {{finding, site, present}} objects ({err})") from err
 
 
+def _low_keep_warning(name: str, s: _SourceStats) -> str | None:
+    if s.read == 0 or s.kept / s.read >= LOW_KEEP_WARNING:
+        return None
+    return (
+        f"source {name!r} kept {s.kept} of {s.read} records read ({s.kept / s.read:.0%}) from {s.path}; "
+        f"top drop reasons: {s.top_drops()}"
+    )
+
+
 def _summary_table(stats: dict[str, _SourceStats]) -> str:
-    lines = ["| source | read | kept | train | validation | dropped | changed |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| source | read | kept | train | validation | dropped | changed | warning |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in stats.items():
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(s.dropped.items())) or "0"
         changed = ", ".join(f"{k} {v}" for k, v in sorted(s.changed.items())) or "0"
+        warning = (
+            f"kept {s.kept / s.read:.0%} < {LOW_KEEP_WARNING:.0%}: {s.top_drops()}"
+            if _low_keep_warning(name, s)
+            else ""
+        )
         lines.append(
-            f"| {name} | {s.read} | {s.kept} | {s.splits['train']} | {s.splits['validation']} | {dropped} | {changed} |"
+            f"| {name} | {s.read} | {s.kept} | {s.splits['train']} | {s.splits['validation']} | {dropped} | {changed} "
+            f"| {warning} |"
         )
     return "\n".join(lines)
+
+
+def _check_source_read(source: SourceConfig, s: _SourceStats, kept: int) -> None:
+    """Fail the run when a source read or kept nothing: a 0-row source is a layout mismatch, not a dataset."""
+    layouts = get_source_spec(source.type).layouts
+    where = f"source {source.name!r} (type {source.type}) at {s.path}"
+    if s.read == 0:
+        skipped = f" ({s.skipped_by_weight} skipped by weight)" if s.skipped_by_weight else ""
+        raise MedvlError(f"{where} read 0 records{skipped}; it looks for: {layouts}. Check `path` / `--data-root`")
+    if kept == 0:
+        reason, _ = s.dropped.most_common(1)[0]
+        raise MedvlError(
+            f"{where} kept 0 of {s.read} records read (dropped: {s.top_drops()}; e.g. {s.examples[reason]}); "
+            f"layouts known: {layouts}. Use --strict to stop at the first bad record"
+        )
 
 
 def _index_sources(
@@ -235,16 +283,25 @@ def _index_sources(
     try:
         for source in config.sources:
             source_stats = stats[source.name]
-            records = _iter_source(source, config.resolve_path(source, data_root), config.seed, source_stats)
+            path = config.resolve_path(source, data_root)
+            source_stats.path = str(path)
+            kept_before = len(rows)
+            records = _iter_source(source, path, config.seed, source_stats)
             if pool is None:
                 results = ((r, _process_in_worker(r)) for r in records)
             else:
                 results = _map_bounded(pool, records, _BATCH_PER_WORKER * num_proc)
             for record, result in tqdm(results, desc=f"prepare {source.name}", unit="rec", disable=not show_progress):
+                source_stats.changed.update(record.changes)
                 source_stats.changed.update(result["changes"])
                 reason = result["drop_reason"]
                 if reason is not None:
                     source_stats.dropped[reason] += 1
+                    if reason not in source_stats.examples:
+                        detail = result.get("detail") or (str(record.image) if isinstance(record.image, Path) else "")
+                        source_stats.examples[reason] = f"{record.id!r} in {record.file}" + (
+                            f": {detail}" if detail else ""
+                        )
                     if strict:
                         detail = f" ({result['detail']})" if result.get("detail") else ""
                         image = f", image {record.image}" if isinstance(record.image, Path) else ""
@@ -270,6 +327,7 @@ def _index_sources(
                         length=len(result["png"]),
                     )
                 )
+            _check_source_read(source, source_stats, len(rows) - kept_before)
         if pool is not None:
             pool.close()
             pool.join()
@@ -281,10 +339,14 @@ def _index_sources(
 
 def _group_duplicates(
     rows: list[_IndexRow], config: DatasetMixtureConfig, stats: dict[str, _SourceStats]
-) -> tuple[list[_IndexRow], list[str], list[str], list[tuple[int, int]], dict[str, int]]:
+) -> tuple[list[_IndexRow], list[str], list[str], list[tuple[int, int]], dict[str, int], set[str]]:
     """Drop exact image+text repeats, then merge source groups and every kind of duplicate into one group.
 
-    Returns the kept rows, their normalised texts, their merged group ids, the near-duplicate pairs and counts.
+    Identical texts merge groups only while rare; texts shared by more than `dedup.template_min_groups` source
+    groups are templates (see `dedup.find_templates`) and are left unmerged.
+
+    Returns the kept rows, their normalised texts, their merged group ids, the near-duplicate pairs, counts and
+    the set of template texts.
     """
     report_keys = [normalise_report(r.text) for r in rows]
     dedup_stats: dict[str, int] = {}
@@ -303,14 +365,23 @@ def _group_duplicates(
     dedup_stats["merged_by_source_group"] = union_by_key(union_find, (r.source_group for r in rows))
     dedup_stats["exact_image_duplicates"] = len(rows) - len({r.pixel_hash for r in rows})
     dedup_stats["merged_by_exact_image"] = union_by_key(union_find, (r.pixel_hash for r in rows))
-    near_pairs = find_near_duplicate_pairs([r.phash for r in rows], config.dedup.near_duplicate_threshold)
+    band_stats: dict[str, int] = {}
+    near_pairs = find_near_duplicate_pairs(
+        [r.phash for r in rows], config.dedup.near_duplicate_threshold, stats=band_stats
+    )
+    dedup_stats["near_duplicate_candidate_pairs"] = band_stats["candidate_pairs"]
     near_pairs = [(i, j) for i, j in near_pairs if rows[i].pixel_hash != rows[j].pixel_hash]
     dedup_stats["near_duplicate_pairs"] = len(near_pairs)
     dedup_stats["near_duplicate_pairs_across_sources"] = sum(rows[i].source != rows[j].source for i, j in near_pairs)
     dedup_stats["merged_by_near_duplicate"] = sum(union_find.union(i, j) for i, j in near_pairs)
     dedup_stats["identical_report_duplicates"] = len(rows) - len(set(report_keys))
+    templates = find_templates(report_keys, [r.source_group for r in rows], config.dedup.template_min_groups)
+    dedup_stats["template_texts"] = len(templates)
+    dedup_stats["template_records"] = sum(k in templates for k in report_keys)
     if config.dedup.group_identical_reports:
-        dedup_stats["merged_by_identical_report"] = union_by_key(union_find, report_keys)
+        dedup_stats["merged_by_identical_report"] = union_by_key(
+            union_find, (None if k in templates else k for k in report_keys)
+        )
     # A merged group is named by the smallest source group id in it, so names are stable across runs.
     root_name: dict[int, str] = {}
     for index, row in enumerate(rows):
@@ -319,7 +390,82 @@ def _group_duplicates(
     group_of = [root_name[union_find.find(i)] for i in range(len(rows))]
     dedup_stats["groups"] = len(set(group_of))
     dedup_stats["largest_group"] = max(Counter(group_of).values(), default=0)
-    return rows, report_keys, group_of, near_pairs, dedup_stats
+    return rows, report_keys, group_of, near_pairs, dedup_stats, templates
+
+
+def _split_strata(
+    rows: list[_IndexRow], report_keys: list[str], group_of: list[str], templates: set[str]
+) -> list[str]:
+    """Stratum of each record: its source, and whether its group holds template texts.
+
+    Stratifying on templates gives both splits the same template share (to within one group), so that validation
+    is not easier or harder than train by chance.
+    """
+    with_template = {g for g, k in zip(group_of, report_keys, strict=True) if k in templates}
+    return [f"{r.source}\x00template" if g in with_template else r.source for r, g in zip(rows, group_of, strict=True)]
+
+
+def _template_report(split_of: list[str], report_keys: list[str], templates: set[str], min_groups: int) -> dict:
+    counts = Counter(k for k in report_keys if k in templates)
+    share = {}
+    for split in SPLITS:
+        in_split = [k for k, s in zip(report_keys, split_of, strict=True) if s == split]
+        share[split] = round(sum(k in templates for k in in_split) / len(in_split), 4) if in_split else 0.0
+    return {
+        "min_groups": min_groups,
+        "texts": len(templates),
+        "records": sum(counts.values()),
+        "share": share,
+        "most_common": [{"text": k[:80], "records": n} for k, n in counts.most_common(5)],
+    }
+
+
+@dataclass
+class SplitResult:
+    """What `split_rows` decided: the kept rows, their merged groups and splits, and what the report says of them."""
+
+    rows: list[_IndexRow]
+    group_of: list[str]
+    split_of: list[str]
+    dedup_stats: dict
+    templates: dict
+    leakage: dict
+
+
+def split_rows(rows: list[_IndexRow], config: DatasetMixtureConfig, stats: dict[str, _SourceStats]) -> SplitResult:
+    """De-duplicate, group and split indexed rows; count kept records per source and split; report leakage.
+
+    Args:
+        rows (`list[_IndexRow]`):
+            The rows kept by cleaning, in source order.
+        config (`DatasetMixtureConfig`):
+            The mixture (`dedup`, `val_fraction`, `seed`).
+        stats (`dict[str, _SourceStats]`):
+            Per-source counters, updated in place (`duplicate_pair` drops, kept, splits, licences).
+    """
+    rows, report_keys, group_of, near_pairs, dedup_stats, templates = _group_duplicates(rows, config, stats)
+    assignment = split_groups(
+        group_of,
+        _split_strata(rows, report_keys, group_of, templates),
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    split_of = [assignment[g] for g in group_of]
+    for row, split in zip(rows, split_of, strict=True):
+        stats[row.source].kept += 1
+        stats[row.source].splits[split] += 1
+        stats[row.source].licenses[row.license] += 1
+    # Templates are shared across splits by design; rare identical texts must not be.
+    leakage = leakage_report(
+        split_of,
+        [r.pixel_hash for r in rows],
+        [None if k in templates else k for k in report_keys],
+        group_of,
+        [r.source_group for r in rows],
+        near_pairs,
+    )
+    template_report = _template_report(split_of, report_keys, templates, config.dedup.template_min_groups)
+    return SplitResult(rows, group_of, split_of, dedup_stats, template_report, leakage)
 
 
 def prepare_dataset(
@@ -355,6 +501,10 @@ def prepare_dataset(
     elif isinstance(config, dict):
         config = DatasetMixtureConfig.from_dict(config)
     num_proc = num_proc or config.num_proc
+    # Check every source before reading any: a typo in the last source must not cost a pass over the first.
+    for source in config.sources:
+        check_source_options(source)
+        config.resolve_path(source, data_root)
     output_dir = Path(output_dir)
     data_dir = output_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -374,25 +524,8 @@ def prepare_dataset(
             num_proc=num_proc,
             show_progress=show_progress,
         )
-        rows, report_keys, group_of, near_pairs, dedup_stats = _group_duplicates(rows, config, stats)
-
-        # Split
-        assignment = split_groups(
-            group_of, [r.source for r in rows], val_fraction=config.val_fraction, seed=config.seed
-        )
-        split_of = [assignment[g] for g in group_of]
-        for row, split in zip(rows, split_of, strict=True):
-            stats[row.source].kept += 1
-            stats[row.source].splits[split] += 1
-            stats[row.source].licenses[row.license] += 1
-        leakage = leakage_report(
-            split_of,
-            [r.pixel_hash for r in rows],
-            report_keys,
-            group_of,
-            [r.source_group for r in rows],
-            near_pairs,
-        )
+        result = split_rows(rows, config, stats)
+        rows, group_of, split_of = result.rows, result.group_of, result.split_of
 
         # Pass 2: write
         files = {}
@@ -404,6 +537,9 @@ def prepare_dataset(
                 "sha256": _write_split(path, rows, group_of, indices, spool),
             }
 
+    warnings = [w for name, s in stats.items() if (w := _low_keep_warning(name, s))]
+    for warning in warnings:
+        logger.warning(warning)
     report = {
         "config": config.to_dict(),
         "data_root": str(data_root) if data_root is not None else config.data_root,
@@ -429,8 +565,10 @@ def prepare_dataset(
             }
             for (name, s), source in zip(stats.items(), config.sources, strict=True)
         },
-        "dedup": dedup_stats,
-        "leakage": leakage,
+        "dedup": result.dedup_stats,
+        "templates": result.templates,
+        "leakage": result.leakage,
+        "warnings": warnings,
         "drop_reasons": DROP_REASONS,
         "files": files,
     }

@@ -333,7 +333,8 @@ def _write_roco(root: Path, items: list[dict], rng: np.random.Generator) -> dict
             url = f"ftp://ftp.ncbi.nlm.nih.gov/pub/pmc/oa_package/{pmcid[-2:]}/{pmcid[-4:-2]}/{pmcid}.tar.gz"
             lines["dlinks"].append(f"{roco_id}\twget -r {url} -P /path/to/Dir\t{image_name}")
             licences.append([roco_id, f"{pmcid}_{image_name}", item["licence"]])
-            _write(folder / "images" / f"{pmcid}_{image_name}", item["jpeg"])
+            # razorx89/roco-dataset scripts/fetch.py (a1f0ad6, since 2022) saves images/<ROCO_ID>.jpg.
+            _write(folder / "images" / f"{roco_id}.jpg", item["jpeg"])
             if item.get("findings") is not None:
                 findings_rows.append(_findings_line(roco_id, item["findings"]))
         for name, content in lines.items():
@@ -805,12 +806,11 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
             no_image += 1
         else:
             image_ids.append(f"CXR{n}_1_IM-{n:04d}-1001")
-            _write(openi_root / "NLMCXR_png" / f"{image_ids[-1]}.png", _png_bytes(render_study(spec)))
+            # NLMCXR_png.tgz has no top folder: `tar xf` beside ecgen-radiology/ leaves the PNGs flat in openi/.
+            _write(openi_root / f"{image_ids[-1]}.png", _png_bytes(render_study(spec)))
             if n % 5 != 3:
                 image_ids.append(f"CXR{n}_1_IM-{n:04d}-2001")
-                _write(
-                    openi_root / "NLMCXR_png" / f"{image_ids[-1]}.png", _png_bytes(render_study(_lateral_spec(spec)))
-                )
+                _write(openi_root / f"{image_ids[-1]}.png", _png_bytes(render_study(_lateral_spec(spec))))
         n_images += len(image_ids)
         indication = _INDICATIONS[int(rng.integers(len(_INDICATIONS)))]
         comparison = "None." if rng.random() < 0.7 else "XXXX, XXXX."

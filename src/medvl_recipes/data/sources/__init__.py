@@ -7,7 +7,9 @@ de-duplication and splitting happen in `medvl_recipes.data.prepare`. Adding a so
 package: every module here is imported on first use of the registry, so its decorator runs.
 
 Adapters yield a `RawRecord` even for a record they cannot use (e.g. an Open-I report without images) with
-`drop_reason` set, so that nothing is silently dropped: prepare counts it under that reason.
+`drop_reason` set, so that nothing is silently dropped: prepare counts it under that reason. Each adapter declares
+the `options` it accepts (anything else is an error naming the valid ones) and the release `layouts` it reads,
+which prepare quotes when a source reads or keeps nothing.
 """
 
 import importlib
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 SourceAdapter = Callable[["SourceConfig"], Iterator["RawRecord"]]
 _REGISTRY: dict[str, SourceAdapter] = {}
+_SPECS: dict[str, "SourceSpec"] = {}
 _DISCOVERED = False
 
 
@@ -57,6 +60,8 @@ class RawRecord:
             Source-specific extras (keywords, CUIs, views) that do not go into the prepared dataset.
         drop_reason (`str`, *optional*):
             Set by the adapter when the record is unusable as read (e.g. `no_image`).
+        changes (`list[str]`, *optional*):
+            What reading changed (e.g. `text_decoded_cp1252`), counted by prepare like cleaning's changes.
     """
 
     id: str
@@ -69,20 +74,36 @@ class RawRecord:
     file: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     drop_reason: str | None = None
+    changes: list[str] = field(default_factory=list)
 
 
-def register_source(name: str) -> Callable[[SourceAdapter], SourceAdapter]:
+@dataclass(frozen=True)
+class SourceSpec:
+    """What an adapter accepts and reads: its `options` keys and a one-line description of its layouts."""
+
+    options: frozenset[str]
+    layouts: str
+
+
+def register_source(
+    name: str, *, options: tuple[str, ...] = (), layouts: str = ""
+) -> Callable[[SourceAdapter], SourceAdapter]:
     """Register a source adapter under `name` (the `type` key of a mixture YAML source).
 
     Args:
         name (`str`):
             The adapter's name; must be unique.
+        options (`tuple[str, ...]`, *optional*):
+            The keys the adapter reads from `options`; any other key is an error.
+        layouts (`str`, *optional*):
+            The on-disk layouts it knows, quoted in the error when a source reads or keeps 0 records.
     """
 
     def decorator(fn: SourceAdapter) -> SourceAdapter:
         if name in _REGISTRY and _REGISTRY[name] is not fn:
             raise ValueError(f"source adapter {name!r} is registered twice")
         _REGISTRY[name] = fn
+        _SPECS[name] = SourceSpec(frozenset(options), layouts)
         return fn
 
     return decorator
@@ -115,6 +136,36 @@ def get_source_adapter(name: str) -> SourceAdapter:
     if name not in _REGISTRY:
         raise MedvlError(f"unknown source type {name!r}; choose one of {available_sources()}")
     return _REGISTRY[name]
+
+
+def get_source_spec(name: str) -> SourceSpec:
+    """Return the options and layouts the adapter `name` declared.
+
+    Args:
+        name (`str`):
+            A name from `available_sources()`.
+    """
+    get_source_adapter(name)
+    return _SPECS[name]
+
+
+def check_source_options(source: "SourceConfig") -> None:
+    """Raise a `MedvlError` naming the first unknown key under `options` and the keys the adapter accepts.
+
+    A misspelled key (`subset:` for `subsets:`) would otherwise be ignored and the default used in silence.
+
+    Args:
+        source (`SourceConfig`):
+            The source as configured.
+    """
+    spec = get_source_spec(source.type)
+    unknown = sorted(set(source.options) - spec.options)
+    if unknown:
+        valid = sorted(spec.options) or "none"
+        raise MedvlError(
+            f"source {source.name!r} (type {source.type}): unknown option(s) {unknown} under `options`; "
+            f"valid options: {valid}"
+        )
 
 
 def read_findings_sidecar(root: Path) -> dict[str, list[dict]]:

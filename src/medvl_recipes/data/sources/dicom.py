@@ -1,7 +1,9 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
 """A folder of DICOM files, captioned from a CSV or from the files' own tags.
 
-`<path>/**/*.dcm` (files without the extension are found by their `DICM` preamble). Captions come from
+`<path>/**/*.dcm`; files without the extension (CD exports: `DICOM/IM000001`, next to a `DICOMDIR` media
+directory, PS3.10 §8) are found by their 128-byte preamble + `DICM` magic (`medvl_recipes.imaging.is_dicom`), and
+`DICOMDIR` itself is never a record. Captions come from
 `<path>/captions.csv` (option `captions_csv`) with a file column (`file_name`, `file`, `filename` or `path`,
 relative to `<path>`) and a text column (`caption`, `text` or `report`); files it does not list, or every file
 when `options.caption_from: tags`, are captioned from StudyDescription / SeriesDescription / ImageComments.
@@ -9,7 +11,6 @@ Records are grouped by StudyInstanceUID (else PatientID, else the file). Pixel d
 MONOCHROME1) happens in prepare via `medvl_recipes.imaging.dicom_to_image`.
 """
 
-import csv
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,15 @@ from medvl_recipes.data.sources import (
     register_source,
     require_dir,
 )
+from medvl_recipes.data.text_files import read_csv
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import is_dicom
+
+
+LAYOUTS = (
+    "DICOM files anywhere below <path> (*.dcm, or CD-style files without extension such as DICOM/IM000001, "
+    "found by their DICM preamble; DICOMDIR is skipped), captioned by <path>/captions.csv or their tags"
+)
 
 
 _TAGS = [
@@ -45,20 +53,19 @@ def _caption_from_tags(header) -> str:
     return f"{text}. {comments}".strip(". ") if comments else text
 
 
-def _read_captions(path: Path) -> dict[str, str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        file_column = next((c for c in ("file_name", "file", "filename", "path") if c in columns), None)
-        text_column = next((c for c in ("caption", "text", "report") if c in columns), None)
-        if file_column is None or text_column is None:
-            raise MedvlError(
-                f"{path}: expected columns file_name|file|filename|path and caption|text|report, got {columns}"
-            )
-        return {Path(row[file_column]).as_posix(): row[text_column] or "" for row in reader}
+_FILE_COLUMNS = ("file_name", "file", "filename", "path")
+_TEXT_COLUMNS = ("caption", "text", "report")
 
 
-@register_source("dicom")
+def _read_captions(path: Path) -> tuple[dict[str, str], list[str]]:
+    table = read_csv(path, required=[_FILE_COLUMNS, _TEXT_COLUMNS], what="DICOM captions (file_name,caption)")
+    file_column = next(c for c in _FILE_COLUMNS if c in table.columns)
+    text_column = next(c for c in _TEXT_COLUMNS if c in table.columns)
+    captions = {Path(row[file_column] or "").as_posix(): row[text_column] or "" for _, row in table.rows}
+    return captions, table.changes
+
+
+@register_source("dicom", options=("captions_csv", "caption_from"), layouts=LAYOUTS)
 def load_dicom(source: SourceConfig) -> Iterator[RawRecord]:
     """Yield one record per DICOM file.
 
@@ -71,11 +78,17 @@ def load_dicom(source: SourceConfig) -> Iterator[RawRecord]:
     root = require_dir(Path(source.path), "dicom")
     findings = read_findings_sidecar(root)
     captions_file = root / source.option("captions_csv", "captions.csv")
-    use_tags = source.option("caption_from", "csv") == "tags"
-    captions = _read_captions(captions_file) if captions_file.is_file() and not use_tags else {}
+    caption_from = source.option("caption_from", "csv")
+    if caption_from not in {"csv", "tags"}:
+        raise MedvlError(
+            f"source {source.name!r} (dicom): options.caption_from must be csv|tags, got {caption_from!r}"
+        )
+    captions, changes = (
+        _read_captions(captions_file) if captions_file.is_file() and caption_from == "csv" else ({}, [])
+    )
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_dicom(p))
     if not files:
-        raise MedvlError(f"source 'dicom': no DICOM files under {root}")
+        raise MedvlError(f"source {source.name!r} (dicom): no DICOM files under {root}; layouts known: {LAYOUTS}")
     for path in files:
         relative = path.relative_to(root).as_posix()
         try:
@@ -93,6 +106,7 @@ def load_dicom(source: SourceConfig) -> Iterator[RawRecord]:
             )
             continue
         text = captions.get(relative, captions.get(path.name))
+        from_csv = text is not None
         if text is None:
             text = _caption_from_tags(header)
         # One patient's studies stay in one split. The published `group_id` is a hash: a PatientID or a raw UID is
@@ -109,4 +123,5 @@ def load_dicom(source: SourceConfig) -> Iterator[RawRecord]:
             findings=findings.get(relative, findings.get(path.name, [])),
             modality=modality,
             file=str(path),
+            changes=list(changes) if from_csv else [],
         )

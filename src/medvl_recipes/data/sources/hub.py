@@ -1,13 +1,18 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
 """Any `datasets` dataset (Hub id or local folder) or local parquet file(s), with a column mapping.
 
-Options: `image_column` (default `image`), `text_column` (default `caption`, falls back to `text`),
+Options: `image_column` (default `image`); `text_column`, a column or a list of columns joined with a space
+(default: the first of `caption`, `text`, `report`, else the free-text `findings` + `impression` of the
+MIMIC-CXR-style report schema); `findings_column`, the column of structured findings (`[{finding, site, present}]`;
+by default a `findings` column is taken as structured only when it holds lists, never when it holds text);
 `id_column` (default `image_id`, falls back to `id`, then the row number), `group_column` (default: the id),
-`findings_column`, `license_column`, `subset` (Hub config name). `splits` lists the splits to read (default:
+`license_column`, `default_license`, `subset` (Hub config name). Which columns were chosen is logged; a named
+column that is missing is a one-line error listing the columns there. `splits` lists the splits to read (default:
 every parquet file / every Hub split). Local parquet is streamed row group by row group with pyarrow; Hub
 datasets are read with `datasets.load_dataset(..., streaming=True)` and images left undecoded.
 """
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +21,10 @@ import pyarrow.parquet as pq
 from medvl_recipes.data.mixture import SourceConfig
 from medvl_recipes.data.sources import RawRecord, normalise_license, read_findings_sidecar, register_source
 from medvl_recipes.errors import MedvlError
+
+
+logger = logging.getLogger(__name__)
+LAYOUTS = "a parquet file, a folder of *.parquet files (e.g. data/<split>-*.parquet) or a Hub dataset id"
 
 
 def iter_parquet_rows(path: Path, columns: list[str] | None = None) -> Iterator[tuple[int, dict]]:
@@ -64,7 +73,10 @@ def _rows(source: SourceConfig) -> Iterator[tuple[str, int, dict]]:
         if source.splits:
             files = [f for f in files if f.name.split("-")[0].split(".")[0] in source.splits]
         if not files:
-            raise MedvlError(f"source 'hub': no parquet files under {path}")
+            raise MedvlError(
+                f"source {source.name!r} (hub): no *.parquet files under {path} for splits {source.splits or 'all'}; "
+                f"layouts known: {LAYOUTS}"
+            )
         for file in files:
             for row_index, row in iter_parquet_rows(file):
                 yield str(file), row_index, row
@@ -84,7 +96,75 @@ def _rows(source: SourceConfig) -> Iterator[tuple[str, int, dict]]:
             yield f"{source.path}:{split}", row_index, row
 
 
-@register_source("hub")
+def _choose_columns(source: SourceConfig, row: dict, where: str) -> dict:
+    """Pick the text, id, group, structured-findings and licence columns from the options and the first row."""
+    names = sorted(row)
+
+    def require(option: str, value):
+        for column in [value] if isinstance(value, str) else value:
+            if column not in row:
+                raise MedvlError(
+                    f"source {source.name!r} (hub) {where}: options.{option} {column!r} is not a column; the columns there are {names}"
+                )
+
+    image_column = source.option("image_column", "image")
+    require("image_column", image_column)
+    text_option = source.option("text_column")
+    if text_option is not None:
+        if not isinstance(text_option, str | list) or not text_option:
+            raise MedvlError(
+                f"source {source.name!r} (hub): options.text_column must be a column name or a list of them, got {text_option!r}"
+            )
+        require("text_column", text_option)
+        text = [text_option] if isinstance(text_option, str) else list(text_option)
+    else:
+        text = next(([c] for c in ("caption", "text", "report") if c in row), None)
+        if text is None:
+            # The MIMIC-CXR-style report schema: free-text `findings` and `impression` sections.
+            text = [c for c in ("findings", "impression") if c in row and not isinstance(row[c], list)] or None
+        if text is None:
+            raise MedvlError(
+                f"source {source.name!r} (hub) {where}: no text column (caption, text, report, or findings + impression); "
+                f"the columns there are {names}; set options.text_column"
+            )
+    findings_option = source.option("findings_column")
+    if findings_option is not None:
+        require("findings_column", findings_option)
+        if findings_option in text:
+            raise MedvlError(
+                f"source {source.name!r} (hub): options.findings_column {findings_option!r} is also a text column"
+            )
+        findings = findings_option
+    else:
+        # A `findings` column is structured findings only when it holds lists; a string column is report text.
+        findings = "findings" if isinstance(row.get("findings"), list) and "findings" not in text else None
+    for option in ("id_column", "group_column", "license_column"):
+        if source.option(option) is not None:
+            require(option, source.option(option))
+    return {
+        "image": image_column,
+        "text": text,
+        "id": _pick(row, source.option("id_column"), "image_id", "id"),
+        "group": _pick(row, source.option("group_column")),
+        "findings": findings,
+        "license": _pick(row, source.option("license_column"), "license"),
+    }
+
+
+@register_source(
+    "hub",
+    options=(
+        "image_column",
+        "text_column",
+        "id_column",
+        "group_column",
+        "findings_column",
+        "license_column",
+        "default_license",
+        "subset",
+    ),
+    layouts=LAYOUTS,
+)
 def load_hub(source: SourceConfig) -> Iterator[RawRecord]:
     """Yield records from a Hub/local `datasets` dataset or parquet files, mapping columns by option.
 
@@ -93,33 +173,24 @@ def load_hub(source: SourceConfig) -> Iterator[RawRecord]:
             `path` is a parquet file, a folder of parquet files or a Hub id; see the module docstring for options.
     """
     findings_sidecar = read_findings_sidecar(Path(source.path)) if Path(source.path).is_dir() else {}
-    image_column = source.option("image_column", "image")
     default_licence = normalise_license(source.option("default_license"), default="unknown")
-    columns: dict[str, str | None] = {}
+    columns: dict | None = None
     for file, row_index, row in _rows(source):
-        if not columns:
-            named = {k: source.option(k) for k in ("text_column", "id_column", "group_column", "findings_column")}
-            absent = {k: v for k, v in named.items() if v is not None and v not in row}
-            if absent:
-                raise MedvlError(f"source 'hub' {source.path}: options {absent} name columns not in {sorted(row)}")
-            columns = {
-                "text": _pick(row, source.option("text_column"), "caption", "text", "report"),
-                "id": _pick(row, source.option("id_column"), "image_id", "id"),
-                "group": _pick(row, source.option("group_column")),
-                "findings": _pick(row, source.option("findings_column"), "findings"),
-                "license": _pick(row, source.option("license_column"), "license"),
-            }
-            if image_column not in row or columns["text"] is None:
-                raise MedvlError(
-                    f"source 'hub' {source.path}: columns {sorted(row)} lack image column {image_column!r} or a text "
-                    "column; set options.image_column / options.text_column"
-                )
+        if columns is None:
+            columns = _choose_columns(source, row, file)
+            logger.info(
+                "source %s: text from %s, structured findings from %s",
+                source.name,
+                " + ".join(columns["text"]),
+                columns["findings"] or "no column",
+            )
         record_id = str(row[columns["id"]]) if columns["id"] else f"{Path(file).stem}-{row_index:08d}"
-        image = _image_bytes(row.get(image_column))
+        image = _image_bytes(row.get(columns["image"]))
         findings = row.get(columns["findings"]) if columns["findings"] else None
+        text = " ".join(str(row[c]).strip() for c in columns["text"] if isinstance(row.get(c), str) and row[c].strip())
         yield RawRecord(
             id=record_id,
-            text=row.get(columns["text"]) or "",
+            text=text,
             image=image,
             group_id=f"{source.name}:{row[columns['group']] if columns['group'] else record_id}",
             license=normalise_license(row.get(columns["license"]) if columns["license"] else None, default_licence),

@@ -6,7 +6,6 @@ Options: `text_column` (default `text`, falls back to `caption`/`report`), `id_c
 `file_name` relative to their own folder, as in `datasets`.
 """
 
-import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,19 +18,23 @@ from medvl_recipes.data.sources import (
     register_source,
     require_dir,
 )
+from medvl_recipes.data.text_files import read_csv, read_jsonl_utf8
 from medvl_recipes.errors import MedvlError
-from medvl_recipes.jsonl import read_jsonl
 
 
-def _metadata_rows(path: Path) -> Iterator[tuple[int, dict]]:
+LAYOUTS = "<path>/**/metadata.csv or metadata.jsonl with a file_name column, images relative to each metadata file"
+
+
+def _metadata_rows(path: Path) -> tuple[list[tuple[int, dict]] | Iterator[tuple[int, dict]], list[str]]:
     if path.suffix != ".csv":
-        yield from read_jsonl(path, what="a JSON object with a 'file_name' field")
-        return
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        yield from enumerate(csv.DictReader(handle), start=2)
+        return read_jsonl_utf8(path, what="a JSON object with a 'file_name' field"), []
+    table = read_csv(path, required=["file_name"], what="ImageFolder metadata with a file_name column")
+    return table.rows, table.changes
 
 
-@register_source("imagefolder")
+@register_source(
+    "imagefolder", options=("text_column", "id_column", "group_column", "license_column"), layouts=LAYOUTS
+)
 def load_imagefolder(source: SourceConfig) -> Iterator[RawRecord]:
     """Yield records from an ImageFolder with metadata.
 
@@ -43,20 +46,41 @@ def load_imagefolder(source: SourceConfig) -> Iterator[RawRecord]:
     findings = read_findings_sidecar(root)
     metadata = sorted(root.rglob("metadata.csv")) + sorted(root.rglob("metadata.jsonl"))
     if not metadata:
-        raise MedvlError(f"source 'imagefolder': no metadata.csv or metadata.jsonl under {root}")
+        raise MedvlError(
+            f"source {source.name!r} (imagefolder): no metadata.csv or metadata.jsonl under {root}; "
+            f"layouts known: {LAYOUTS}"
+        )
+    text_option = source.option("text_column")
     for file in metadata:
-        for line_number, row in _metadata_rows(file):
+        rows, changes = _metadata_rows(file)
+        for line_number, row in rows:
             if "file_name" not in row:
-                raise MedvlError(f"{file}:{line_number}: missing the 'file_name' column")
-            text_key = next((k for k in (source.option("text_column"), "text", "caption", "report") if k in row), None)
+                raise MedvlError(
+                    f"{file}:{line_number}: missing the 'file_name' field; the fields there are {sorted(row)}"
+                )
+            if text_option is not None and text_option not in row:
+                raise MedvlError(
+                    f"{file}:{line_number}: options.text_column {text_option!r} is not a column; "
+                    f"the columns there are {sorted(row)}"
+                )
+            text_key = next((k for k in (text_option, "text", "caption", "report") if k and k in row), None)
             if text_key is None:
-                raise MedvlError(f"{file}:{line_number}: no text column; set options.text_column")
+                raise MedvlError(
+                    f"{file}:{line_number}: no text column (text, caption, report) among {sorted(row)}; "
+                    "set options.text_column"
+                )
             image = file.parent / row["file_name"]
             record_id = str(row.get(source.option("id_column") or "", "") or image.relative_to(root).as_posix())
             group = row.get(source.option("group_column") or "") or record_id
             raw_findings = row.get("findings")
             if isinstance(raw_findings, str):
-                raw_findings = json.loads(raw_findings) if raw_findings.strip() else []
+                try:
+                    raw_findings = json.loads(raw_findings) if raw_findings.strip() else []
+                except json.JSONDecodeError as err:
+                    raise MedvlError(
+                        f"{file}:{line_number}: the findings column is not JSON ({err.msg}); expected "
+                        '[{"finding": ..., "site": ..., "present": ...}]'
+                    ) from err
             yield RawRecord(
                 id=record_id,
                 text=row.get(text_key) or "",
@@ -65,4 +89,5 @@ def load_imagefolder(source: SourceConfig) -> Iterator[RawRecord]:
                 license=normalise_license(row.get(source.option("license_column") or "license"), "unknown"),
                 findings=raw_findings or findings.get(record_id, []),
                 file=f"{file}:{line_number}",
+                changes=list(changes),
             )

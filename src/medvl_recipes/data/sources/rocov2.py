@@ -1,23 +1,33 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
 """ROCOv2: the Zenodo CSV + images release and the Hub parquet mirror (`eltorio/ROCOv2-radiology`).
 
-CSV form: `<path>/{train,valid,test}_captions.csv` (`ID,Caption`), optional `*_concepts.csv` (`ID,CUIs`, `;`-separated)
-and images `<path>/<split>/<ID>.png` (`.jpg` also accepted).
-Parquet form: `<path>/data/<split>-*.parquet` (or `<path>/*.parquet`) with columns `image` ({bytes, path}),
-`image_id`, `caption`, `cui`. Each image is its own group (the release has no article ids). Licence defaults to
-`cc-by-nc-sa-4.0`, as on the Hub mirror.
+CSV form (Zenodo record of ROCOv2, files `{train,valid,test}_captions.csv`, `*_concepts.csv`, `{train,valid,
+test}.zip`; the column names are those the ImageCLEFmedical caption code reads, `pd.read_csv(...)` merged `on='ID'`):
+`<path>/{train,valid,test}_captions.csv` (`ID,Caption`), optional `*_concepts.csv` (`ID,CUIs`, `;`-separated) and
+images `<path>/<split>/<ID>.png` (the zips unpacked; `.jpg` also accepted). Parquet form (the Hub mirror's
+`data/<split>-0000n-of-0000m.parquet`, features `image` {bytes, path}, `image_id`, `caption`, `cui`):
+`<path>/data/<split>-*.parquet` or `<path>/*.parquet`. Each image is its own group (the release has no article
+ids). Licence defaults to `cc-by-nc-sa-4.0`, as on the Hub mirror.
 """
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from medvl_recipes.data.mixture import SourceConfig
 from medvl_recipes.data.sources import RawRecord, read_findings_sidecar, register_source, require_dir
 from medvl_recipes.data.sources.hub import iter_parquet_rows
+from medvl_recipes.data.text_files import read_csv
+from medvl_recipes.errors import MedvlError
 
 
 DEFAULT_LICENSE = "cc-by-nc-sa-4.0"
+LAYOUTS = (
+    "<path>/data/<split>-*.parquet or <path>/*.parquet (image, image_id, caption, cui); or the Zenodo "
+    "<path>/{train,valid,test}_captions.csv (ID,Caption) with images in <path>/<split>/<ID>.png"
+)
+PARQUET_COLUMNS = ["image", "image_id", "caption", "cui"]
 _CSV_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "test": "test"}
 
 
@@ -29,7 +39,7 @@ def _parquet_files(root: Path, splits: list[str] | None) -> list[Path]:
     return files
 
 
-@register_source("rocov2")
+@register_source("rocov2", layouts=LAYOUTS)
 def load_rocov2(source: SourceConfig) -> Iterator[RawRecord]:
     """Yield ROCOv2 records from either the CSV or the parquet release (auto-detected).
 
@@ -43,7 +53,14 @@ def load_rocov2(source: SourceConfig) -> Iterator[RawRecord]:
     parquet_files = _parquet_files(root, source.splits)
     if parquet_files:
         for file in parquet_files:
-            for row_index, row in iter_parquet_rows(file, ["image", "image_id", "caption", "cui"]):
+            columns = pq.ParquetFile(file).schema_arrow.names
+            missing = [c for c in ("image", "image_id", "caption") if c not in columns]
+            if missing:
+                raise MedvlError(
+                    f"source {source.name!r} (rocov2): {file} lacks column(s) {missing}; the columns there are "
+                    f"{columns}; use `type: hub` with options.text_column/id_column for other schemas"
+                )
+            for row_index, row in iter_parquet_rows(file, PARQUET_COLUMNS):
                 image = row["image"] or {}
                 image_id = str(row["image_id"])
                 yield RawRecord(
@@ -68,33 +85,31 @@ def load_rocov2(source: SourceConfig) -> Iterator[RawRecord]:
         concepts: dict[str, list[str]] = {}
         concepts_file = root / f"{split}_concepts.csv"
         if concepts_file.is_file():
-            with concepts_file.open(encoding="utf-8", newline="") as handle:
-                concepts = {
-                    r["ID"]: [c for c in (r.get("CUIs") or "").split(";") if c] for r in csv.DictReader(handle)
-                }
-        with captions.open(encoding="utf-8", newline="") as handle:
-            for line_number, row in enumerate(csv.DictReader(handle), start=2):
-                image_id = row["ID"].strip()
-                image = next(
-                    (
-                        p
-                        for p in (root / split / f"{image_id}{ext}" for ext in (".png", ".jpg", ".jpeg"))
-                        if p.is_file()
-                    ),
-                    None,
-                )
-                yield RawRecord(
-                    id=image_id,
-                    text=row.get("Caption") or "",
-                    image=image,
-                    group_id=f"rocov2:{image_id}",
-                    license=licence,
-                    findings=findings.get(image_id, []),
-                    file=f"{captions}:{line_number}",
-                    meta={"cuis": concepts.get(image_id, [])},
-                    drop_reason=None if image else "missing_image",
-                )
+            table = read_csv(concepts_file, required=["ID"], what="ROCOv2 concepts (ID,CUIs)")
+            concepts = {
+                (r["ID"] or "").strip(): [c.strip() for c in (r.get("CUIs") or "").split(";") if c.strip()]
+                for _, r in table.rows
+            }
+        table = read_csv(captions, required=["ID", "Caption"], what="ROCOv2 captions (ID,Caption)")
+        for line_number, row in table.rows:
+            image_id = (row["ID"] or "").strip()
+            candidates = [root / split / f"{image_id}{ext}" for ext in (".png", ".jpg", ".jpeg")]
+            # A missing file keeps its expected path, so that the error for a source that keeps 0 shows it.
+            image = next((p for p in candidates if p.is_file()), candidates[0])
+            yield RawRecord(
+                id=image_id,
+                text=row.get("Caption") or "",
+                image=image,
+                group_id=f"rocov2:{image_id}",
+                license=licence,
+                findings=findings.get(image_id, []),
+                file=f"{captions}:{line_number}",
+                meta={"cuis": concepts.get(image_id, [])},
+                changes=list(table.changes),
+                drop_reason=None if image.is_file() else "missing_image",
+            )
     if not found:
-        from medvl_recipes.errors import MedvlError
-
-        raise MedvlError(f"source 'rocov2': {root} has neither data/*.parquet nor <split>_captions.csv files")
+        raise MedvlError(
+            f"source {source.name!r} (rocov2): {root} has neither data/*.parquet nor <split>_captions.csv files "
+            f"for splits {splits}; layouts known: {LAYOUTS}"
+        )
