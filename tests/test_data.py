@@ -399,6 +399,7 @@ def test_bad_files_are_counted_by_reason_and_strict_names_the_file(bad_files_roo
     config = {
         "sources": [{"type": "imagefolder", "path": str(bad_files_root), "name": "bad"}],
         "cleaning": {"max_side": 128, "max_pixels": 200_000_000},
+        "val_fraction": 0.3,  # 6 kept records: the 0.05 default would leave validation empty, which is refused
     }
     out = prepare_dataset(config, output_dir=tmp_path / "out", num_proc=2, show_progress=False)
     report = json.loads((out / "prepare_report.json").read_text())["sources"]["bad"]
@@ -434,7 +435,7 @@ def test_cli_prepare_with_data_root(all_formats_root, tmp_path, monkeypatch):
     from medvl_recipes.cli import main
 
     recipe = tmp_path / "mix.yaml"
-    recipe.write_text("data_root: /nonexistent\nsources:\n  - {type: openi, path: openi}\n")
+    recipe.write_text("data_root: /nonexistent\nval_fraction: 0.0\nsources:\n  - {type: openi, path: openi}\n")
     assert main(["prepare", "--config", str(recipe), "--output-dir", str(tmp_path / "o"), "--num-proc", "1"]) == 2
     code = main(
         [
@@ -450,7 +451,39 @@ def test_cli_prepare_with_data_root(all_formats_root, tmp_path, monkeypatch):
         ]
     )
     assert code == 0
-    assert json.loads((tmp_path / "o" / "prepare_report.json").read_text())["totals"]["kept"] == 3
+    report = json.loads((tmp_path / "o" / "prepare_report.json").read_text())
+    assert report["totals"]["kept"] == 3
+    # The report is published with the dataset: the absolute --data-root is not in it.
+    assert str(all_formats_root) not in (tmp_path / "o" / "prepare_report.json").read_text()
+    assert report["data_root"] == "<absolute path, not published>"
+
+
+def test_a_failed_prepare_leaves_the_previous_dataset_whole(all_formats_root, tmp_path):
+    from medvl_recipes.cli import main
+
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("val_fraction: 0.0\nsources:\n  - {type: openi, path: openi}\n")
+    out = tmp_path / "o"
+    argv = ["prepare", "--config", str(recipe), "--data-root", str(all_formats_root), "--output-dir", str(out)]
+    assert main([*argv, "--num-proc", "1"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # The second source exists but holds nothing: the run fails while reading, after the first source was read.
+    empty = tmp_path / "empty_openi"
+    (empty / "ecgen-radiology").mkdir(parents=True)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        f"val_fraction: 0.0\nsources:\n  - {{type: openi, path: {all_formats_root / 'openi'}}}\n"
+        f"  - {{type: openi, path: {empty}, name: empty}}\n"
+    )
+    assert main(["prepare", "--config", str(bad), "--output-dir", str(out), "--num-proc", "1"]) == 2
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # parquet, card and report all untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]  # no temporary folder left behind
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert main(["prepare", "--config", str(recipe), "--data-root", str(all_formats_root), "--output-dir",
+                 str(tmp_path / "other")]) == 2  # fmt: skip
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
 def test_sample_data_gotchas_are_counted_and_split_is_leak_free(sample_raw_dir, prepared_dataset_dir):

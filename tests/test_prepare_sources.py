@@ -36,11 +36,9 @@ def prepare_one(tmp_path: Path, source: dict, **config) -> tuple[dict, list[dict
         {"sources": [source], "val_fraction": 0.0, **config}, output_dir=out, num_proc=1, show_progress=False
     )
     report = json.loads((out / "prepare_report.json").read_text())
-    rows = [
-        r
-        for split in ("train", "validation")
-        for r in pq.read_table(out / "data" / f"{split}-00000-of-00001.parquet").to_pylist()
-    ]
+    # val_fraction 0: only the train split is written (an empty validation parquet would not load).
+    assert not (out / "data" / "validation-00000-of-00001.parquet").exists()
+    rows = pq.read_table(out / "data" / "train-00000-of-00001.parquet").to_pylist()
     return report, rows
 
 

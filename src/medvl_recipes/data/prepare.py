@@ -20,6 +20,8 @@ import itertools
 import json
 import logging
 import multiprocessing
+import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -506,43 +508,110 @@ def prepare_dataset(
         check_source_options(source)
         config.resolve_path(source, data_root)
     output_dir = Path(output_dir)
-    data_dir = output_dir / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for stale in data_dir.glob("*.parquet"):
-        stale.unlink()
+    _check_output_dir(output_dir)
+    # Everything is written into a temporary sibling that replaces `output_dir` only once it is complete, so a
+    # failed run (a bad source, a crash, Ctrl-C) leaves the previous dataset, card and report whole.
+    work_dir = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    try:
+        report = _prepare_into(work_dir, config, data_root, strict=strict, num_proc=num_proc, progress=show_progress)
+        _replace_dir(work_dir, output_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    logger.info(
+        "prepared %s: %d train, %d validation\n%s",
+        output_dir,
+        report["totals"]["train"],
+        report["totals"]["validation"],
+        report.pop("_summary_table"),
+    )
+    return output_dir
 
+
+def _check_output_dir(output_dir: Path) -> None:
+    # Re-preparing into a previous `medvl prepare` output replaces it; any other non-empty folder is not ours.
+    if output_dir.is_file():
+        raise MedvlError(f"--output-dir {output_dir} is a file; pass a folder")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "prepare_report.json").is_file():
+        raise MedvlError(
+            f"--output-dir {output_dir} is not empty and holds no prepare_report.json (not a prepared dataset); "
+            "pass a new or empty folder"
+        )
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    # Two renames on one file system: the old folder moves aside, the new one takes its name, the old is deleted.
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _published_data_root(data_root, config: DatasetMixtureConfig) -> str | None:
+    # The report is published with the dataset: never an absolute local path (it often names a user or a patient).
+    root = str(data_root) if data_root is not None else config.data_root
+    if root is None:
+        return None
+    return root if not Path(root).expanduser().is_absolute() else "<absolute path, not published>"
+
+
+def _prepare_into(work_dir: Path, config, data_root, *, strict: bool, num_proc: int, progress: bool) -> dict:
+    """Read, clean, de-duplicate, split and write the dataset, card and report into `work_dir`; return the report."""
+    data_dir = work_dir / "data"
+    data_dir.mkdir(parents=True)
     stats: dict[str, _SourceStats] = {s.name: _SourceStats() for s in config.sources}
     # The PNG spool is an anonymous temporary file: it disappears however the run ends.
-    with tempfile.TemporaryFile(prefix=".spool-", dir=output_dir) as spool:
+    with tempfile.TemporaryFile(prefix=".spool-", dir=work_dir) as spool:
         # Pass 1: index + hash
         rows = _index_sources(
-            config,
-            data_root,
-            spool=spool,
-            stats=stats,
-            strict=strict,
-            num_proc=num_proc,
-            show_progress=show_progress,
+            config, data_root, spool=spool, stats=stats, strict=strict, num_proc=num_proc, show_progress=progress
         )
         result = split_rows(rows, config, stats)
         rows, group_of, split_of = result.rows, result.group_of, result.split_of
-
+        # A split without rows makes the dataset unloadable by `datasets`: refuse it, unless no validation split
+        # was asked for (val_fraction 0), in which case only train is written.
+        wanted = [split for split in SPLITS if split == "train" or config.val_fraction > 0]
+        empty = [split for split in wanted if split not in split_of]
+        if empty:
+            raise MedvlError(
+                f"split {empty[0]!r} would have 0 of {len(rows)} kept records; add data or change val_fraction "
+                f"(now {config.val_fraction})"
+            )
         # Pass 2: write
         files = {}
-        for split in SPLITS:
+        for split in wanted:
             indices = [i for i, s in enumerate(split_of) if s == split]
             path = data_dir / f"{split}-00000-of-00001.parquet"
-            files[path.relative_to(output_dir).as_posix()] = {
+            files[path.relative_to(work_dir).as_posix()] = {
                 "rows": len(indices),
                 "sha256": _write_split(path, rows, group_of, indices, spool),
             }
-
     warnings = [w for name, s in stats.items() if (w := _low_keep_warning(name, s))]
     for warning in warnings:
         logger.warning(warning)
-    report = {
-        "config": config.to_dict(),
-        "data_root": str(data_root) if data_root is not None else config.data_root,
+    report = _report(config, data_root, stats, rows, split_of, result, warnings, files)
+    (work_dir / "prepare_report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    from medvl_recipes.hub.dataset_card import write_dataset_card
+
+    write_dataset_card(work_dir, report, config)
+    report["_summary_table"] = _summary_table(stats)
+    return report
+
+
+def _published_config(config: DatasetMixtureConfig) -> dict:
+    published = config.to_dict()
+    published["data_root"] = _published_data_root(None, config)
+    for source in published.get("sources", []):
+        if source.get("path") and Path(str(source["path"])).expanduser().is_absolute():
+            source["path"] = f"<absolute path, not published>/{Path(str(source['path'])).name}"
+    return published
+
+
+def _report(config, data_root, stats, rows, split_of, result, warnings, files) -> dict:
+    return {
+        "config": _published_config(config),
+        "data_root": _published_data_root(data_root, config),
         "totals": {
             "read": sum(s.read for s in stats.values()),
             "kept": len(rows),
@@ -572,18 +641,6 @@ def prepare_dataset(
         "drop_reasons": DROP_REASONS,
         "files": files,
     }
-    (output_dir / "prepare_report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    from medvl_recipes.hub.dataset_card import write_dataset_card
-
-    write_dataset_card(output_dir, report, config)
-    logger.info(
-        "prepared %s: %d train, %d validation\n%s",
-        output_dir,
-        report["totals"]["train"],
-        report["totals"]["validation"],
-        _summary_table(stats),
-    )
-    return output_dir
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -42,13 +42,13 @@ def _card_data(output_dir: Path, report: dict, config: DatasetMixtureConfig) -> 
         configs=[
             {
                 "config_name": "default",
-                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in SPLITS],
+                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in SPLITS if totals[s]],
             }
         ],
     )
     # `datasets` reads a split entry only when it has all three fields; the sizes are the parquet bytes.
     splits = datasets.SplitDict()
-    for s in SPLITS:
+    for s in (s for s in SPLITS if totals[s]):
         num_bytes = sum(p.stat().st_size for p in (output_dir / "data").glob(f"{s}-*.parquet"))
         splits.add(datasets.SplitInfo(name=s, num_bytes=num_bytes, num_examples=totals[s]))
     info = datasets.DatasetInfo(features=FEATURES, splits=splits)
