@@ -169,10 +169,11 @@ def test_dicom_cd_export_without_extensions_and_dicomdir(tmp_path):
     write_dicom(root / "DICOM" / "IM000002", seed=2, study_uid="1.2.3", StudyDescription="CT CHEST WITH CONTRAST")
     # A DICOMDIR carries the DICM preamble too; it is a media directory, never an image.
     write_dicom(root / "DICOMDIR", seed=3, study_uid="1.2.3", StudyDescription="DIRECTORY")
-    report, rows = prepare_one(tmp_path, {"type": "dicom", "path": str(root)})
+    source = {"type": "dicom", "path": str(root), "options": {"caption_tags": ["StudyDescription"]}}
+    report, rows = prepare_one(tmp_path, source)
     s = report["sources"]["dicom"]
     assert (s["read"], s["kept"], s["dropped"]) == (2, 2, {})
-    assert {r["id"] for r in rows} == {"dicom:DICOM/IM000001", "dicom:DICOM/IM000002"}
+    assert len({r["id"] for r in rows}) == 2 and not any("IM0000" in r["id"] for r in rows)  # keyed ids, no paths
     assert s["changed"]["image_dicom_windowed"] == 2
 
 

@@ -450,33 +450,65 @@ def write_dicom(path: Path, *, seed: int = 0, study_uid: str = "1.2.3.4", monoch
     return path
 
 
-def test_dicom_captions_from_csv_and_tags(tmp_path):
+def _by_file(records, root: Path) -> dict:
+    # Record ids are keyed hashes; the file each came from is only in the (never published) `file` field.
+    return {Path(r.file).relative_to(root).as_posix(): r for r in records}
+
+
+def test_dicom_captions_from_csv_and_opted_in_tags_only(tmp_path):
     root = tmp_path / "dicom"
     write_dicom(root / "a.dcm", seed=1, study_uid="1.2.3", StudyDescription="CT CHEST")
     write_dicom(root / "b.dcm", seed=2, study_uid="1.2.3", StudyDescription="CT CHEST", SeriesDescription="AXIAL")
     write_dicom(root / "sub" / "c", seed=3, study_uid="9.9", StudyDescription="CT HEAD", monochrome1=True)
     (root / "captions.csv").write_text("file_name,caption\na.dcm,Axial CT of the chest shows a small nodule.\n")
-    records = {r.id: r for r in read("dicom", root)}
+    records = _by_file(read("dicom", root), root)
     assert set(records) == {"a.dcm", "b.dcm", "sub/c"}  # the extension-less file is found by its preamble
     assert records["a.dcm"].text == "Axial CT of the chest shows a small nodule."
-    assert records["b.dcm"].text == "CT CHEST, AXIAL"  # not in the CSV: caption from tags
-    # Same study -> same group; the published group id is a hash, never the UID or a PatientID.
+    # Free-text tags are PHI-bearing (PS3.15 Annex E): without an opt-in, a file the CSV does not caption has no text.
+    assert records["b.dcm"].text == "" and records["sub/c"].text == ""
+    opted = _by_file(read("dicom", root, options={"caption_tags": ["StudyDescription", "SeriesDescription"]}), root)
+    assert opted["b.dcm"].text == "CT CHEST. AXIAL"
+    # Same study -> same group; the published ids are keyed hashes, never a path, a UID or a PatientID.
     assert records["a.dcm"].group_id == records["b.dcm"].group_id != records["sub/c"].group_id
-    assert all("1.2.3" not in r.group_id and "9.9" not in r.group_id for r in records.values())
+    for r in records.values():
+        assert not any(leak in r.id + r.group_id for leak in ("1.2.3", "9.9", "a.dcm", "sub", ".dcm"))
     assert records["sub/c"].modality == "CT"
-    tags_only = {r.id: r for r in read("dicom", root, options={"caption_from": "tags"})}
+    tags_only = _by_file(
+        read("dicom", root, options={"caption_from": "tags", "caption_tags": ["StudyDescription"]}), root
+    )
     assert tags_only["a.dcm"].text == "CT CHEST"
+    with pytest.raises(ValueError, match="caption_tags"):
+        list(read("dicom", root, options={"caption_from": "tags"}))
+    with pytest.raises(ValueError, match="PatientName"):
+        list(read("dicom", root, options={"caption_tags": ["PatientName"]}))
 
 
-def test_dicom_groups_by_patient_without_publishing_the_id(tmp_path):
+def test_dicom_groups_by_patient_with_a_keyed_hash(tmp_path, monkeypatch):
     root = tmp_path / "dicom"
-    write_dicom(root / "a.dcm", seed=1, study_uid="1.1", PatientID="PAT-0042")
-    write_dicom(root / "b.dcm", seed=2, study_uid="2.2", PatientID="PAT-0042")
+    write_dicom(root / "a.dcm", seed=1, study_uid="1.1", PatientID="123456")
+    write_dicom(root / "b.dcm", seed=2, study_uid="2.2", PatientID="123456")
     write_dicom(root / "c.dcm", seed=3, study_uid="3.3", PatientID="PAT-0007")
-    records = {r.id: r for r in read("dicom", root)}
+    records = _by_file(read("dicom", root), root)
     # Two studies of one patient must land in one split, so they share a group.
     assert records["a.dcm"].group_id == records["b.dcm"].group_id != records["c.dcm"].group_id
-    assert not any("PAT-" in r.group_id for r in records.values())
+    assert not any("123456" in r.group_id or "PAT-" in r.group_id for r in records.values())
+    # A 6-digit MRN cannot be recovered by hashing every candidate: the hash is keyed with a secret that stays
+    # beside the raw data (or in MEDVL_DEID_KEY); without the key, the unkeyed hashes of all MRNs never match.
+    import hashlib
+
+    group = records["a.dcm"].group_id.split(":", 1)[1]
+    assert all(hashlib.sha256(f"{c}".encode()).hexdigest()[:20] != group for c in ("123456", "patient:123456"))
+    assert (root / ".medvl-deid-key").is_file()
+    monkeypatch.setenv("MEDVL_DEID_KEY", "another secret")
+    assert _by_file(read("dicom", root), root)["a.dcm"].group_id != records["a.dcm"].group_id
+
+
+def test_dicom_text_with_the_patients_name_is_dropped(tmp_path):
+    root = tmp_path / "dicom"
+    write_dicom(root / "a.dcm", seed=1, study_uid="1.1", PatientName="Doe^Jane", StudyDescription="CT chest Doe")
+    write_dicom(root / "b.dcm", seed=2, study_uid="2.2", PatientName="Doe^Jane", StudyDescription="CT chest")
+    records = _by_file(read("dicom", root, options={"caption_tags": ["StudyDescription"]}), root)
+    assert records["a.dcm"].drop_reason == "phi_suspected" and records["b.dcm"].drop_reason is None
 
 
 def test_unknown_adapter_and_missing_folder(tmp_path):

@@ -35,6 +35,7 @@ DROP_REASONS = {
     "text_too_long": "more words than cleaning.max_words",
     "duplicate_id": "the source yields the same id twice",
     "duplicate_pair": "same image pixels and same normalised text as an earlier record",
+    "phi_suspected": "the text holds a date, a record number or a name from the file's tags (cleaning.phi_patterns)",
 }
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -74,6 +75,8 @@ def clean_text(text: str | None, config: CleaningConfig) -> CleanedText:
                 changes.append("text_deid_sentence_dropped")
     if not cleaned:
         return CleanedText(None, "empty_text", changes)
+    if config.phi_action == "drop" and any(re.search(p, cleaned) for p in config.phi_patterns):
+        return CleanedText(None, "phi_suspected", changes)
     if cleaned.lower().strip(" .") in {j.lower().strip(" .") for j in config.junk_texts}:
         return CleanedText(None, "junk_text", changes)
     words = len(cleaned.split())

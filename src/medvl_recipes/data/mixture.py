@@ -21,6 +21,7 @@ dedup: {near_duplicate_threshold: 4, group_identical_reports: true, template_min
 """
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,12 @@ class CleaningConfig:
             Images with a longer side are downscaled to it (counted as `image_resized`); `null` keeps the size.
         max_pixels (`int`, *optional*, defaults to `178956970`):
             Images with more pixels are refused as decompression bombs (`decompression_bomb`).
+        phi_patterns (`list[str]`, *optional*):
+            Regular expressions of identifiers that must not reach a published dataset (full dates, MRN- and
+            accession-like numbers); a text still matching one after de-identification is dropped as
+            `phi_suspected`. Mask such values in the source (`deid_patterns`) to keep the record.
+        phi_action (`str`, *optional*, defaults to `"drop"`):
+            `drop` (count under `phi_suspected`) or `keep` (for data already de-identified by its publisher).
     """
 
     min_words: int = 3
@@ -154,22 +161,44 @@ class CleaningConfig:
     min_side: int = 16
     max_side: int | None = 512
     max_pixels: int = 178_956_970
+    phi_patterns: list[str] = field(
+        default_factory=lambda: [
+            # Full numeric dates (DICOM PS3.15 Annex E removes every date): 03/12/2014, 2014-12-03, 20141203.
+            r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)\d{2}\b",
+            r"\b(?:19|20)\d{2}[/.-]?(?:0[1-9]|1[0-2])[/.-]?(?:0[1-9]|[12]\d|3[01])\b",
+            # Record numbers named as such, and long digit runs (MRNs are typically 6-10 digits).
+            r"(?i)\b(?:mrn|medical record(?: number| no\.?)?|patient id|accession(?: number| no\.?)?)\W{0,3}\w*\d{4,}",
+            r"\b\d{7,}\b",
+        ]
+    )
+    phi_action: str = "drop"
 
     def __post_init__(self):
         for key in ("min_words", "max_words", "min_side", "max_pixels"):
             value = getattr(self, key)
-            if not isinstance(value, int) or value < 0:
+            # bool is an int in Python: `max_side: true` must not become a 1-pixel limit.
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"cleaning.{key}: expected a non-negative integer, got {value!r}")
         if self.max_words < self.min_words:
             raise ValueError(f"cleaning.max_words: expected >= min_words ({self.min_words}), got {self.max_words}")
-        if self.max_side is not None and (not isinstance(self.max_side, int) or self.max_side < self.min_side):
+        if self.max_side is not None and (
+            isinstance(self.max_side, bool) or not isinstance(self.max_side, int) or self.max_side < self.min_side
+        ):
             raise ValueError(f"cleaning.max_side: expected an integer >= min_side or null, got {self.max_side!r}")
         if self.deid_action not in {"mask", "drop_sentence", "keep"}:
             raise ValueError(f"cleaning.deid_action: expected mask|drop_sentence|keep, got {self.deid_action!r}")
-        for key in ("deid_patterns", "junk_texts"):
+        if self.phi_action not in {"drop", "keep"}:
+            raise ValueError(f"cleaning.phi_action: expected drop|keep, got {self.phi_action!r}")
+        for key in ("deid_patterns", "junk_texts", "phi_patterns"):
             value = getattr(self, key)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"cleaning.{key}: expected a list of strings, got {value!r}")
+        for key in ("deid_patterns", "phi_patterns"):
+            for pattern in getattr(self, key):
+                try:
+                    re.compile(pattern)
+                except re.error as err:
+                    raise ValueError(f"cleaning.{key}: {pattern!r} is not a valid regular expression ({err})") from err
 
 
 @dataclass
