@@ -405,6 +405,56 @@ def _write_rocov2(root: Path, csv_root: Path, items: list[dict]) -> tuple[dict, 
     return {split: len(rows) for split, rows in by_split.items()}, len(few)
 
 
+def _medpix_description(case: dict) -> dict:
+    # One entry of Descriptions.json / descriptions_<split>.jsonl, with the release's keys.
+    return {
+        "Type": case["type"],
+        "U_id": case["uid"],
+        "image": case["image"],
+        "Description": {
+            "ACR Codes": "-1.-1",
+            "Age": case["age"],
+            "Caption": case["caption"],
+            "Figure Part": case["figure_part"],
+            "Modality": case["modality_text"],
+            "Plane": "Axial",
+            "Sex": case["sex"],
+        },
+        "Location": case["location"],
+        "Location Category": case["location_category"],
+    }
+
+
+def _medpix_case_topic(case: dict) -> dict:
+    # One entry of Case_topic.json / data_<split>.jsonl, with the release's keys.
+    return {
+        "U_id": case["uid"],
+        "TAC": [case["image"]] if case["list_type"] == "TAC" else [],
+        "MRI": [case["image"]] if case["list_type"] == "MRI" else [],
+        "Case": {
+            "Case Diagnosis": case["diagnosis"],
+            "Diagnosis By": "Imaging",
+            "Differential Diagnosis": "N/A",
+            "Discussion": "N/A",
+            "Exam": "N/A",
+            "Findings": case["findings_text"],
+            "History": f"{case['age']} year-old {case['sex']}.",
+            "Media": None,
+            "Title": case["diagnosis"],
+            "Treatment & Follow Up": "N/A",
+        },
+        "Topic": {
+            "ACR Code": "-1",
+            "Category": "Unsure",
+            "Disease Discussion": "N/A",
+            "External Links": "https://medpix.nlm.nih.gov/",
+            "Keywords": case["diagnosis"].rstrip(".").lower(),
+            "Reference": "N/A",
+            "Title": case["diagnosis"],
+        },
+    }
+
+
 def _write_medpix(root: Path, cases: list[dict]) -> dict:
     """MedPix 2.0: images/, images_overview.csv, Case_topic.json, Descriptions.json, splitted_dataset/."""
     base = root / "MedPix-2-0"
@@ -424,52 +474,8 @@ def _write_medpix(root: Path, cases: list[dict]) -> dict:
                 f"https://medpix.nlm.nih.gov/case?id={case['uid']}",
             ]
         )
-        descriptions.append(
-            {
-                "Type": case["type"],
-                "U_id": case["uid"],
-                "image": case["image"],
-                "Description": {
-                    "ACR Codes": "-1.-1",
-                    "Age": case["age"],
-                    "Caption": case["caption"],
-                    "Figure Part": case["figure_part"],
-                    "Modality": case["modality_text"],
-                    "Plane": "Axial",
-                    "Sex": case["sex"],
-                },
-                "Location": case["location"],
-                "Location Category": case["location_category"],
-            }
-        )
-        case_topics.append(
-            {
-                "U_id": case["uid"],
-                "TAC": [case["image"]] if case["list_type"] == "TAC" else [],
-                "MRI": [case["image"]] if case["list_type"] == "MRI" else [],
-                "Case": {
-                    "Case Diagnosis": case["diagnosis"],
-                    "Diagnosis By": "Imaging",
-                    "Differential Diagnosis": "N/A",
-                    "Discussion": "N/A",
-                    "Exam": "N/A",
-                    "Findings": case["findings_text"],
-                    "History": f"{case['age']} year-old {case['sex']}.",
-                    "Media": None,
-                    "Title": case["diagnosis"],
-                    "Treatment & Follow Up": "N/A",
-                },
-                "Topic": {
-                    "ACR Code": "-1",
-                    "Category": "Unsure",
-                    "Disease Discussion": "N/A",
-                    "External Links": "https://medpix.nlm.nih.gov/",
-                    "Keywords": case["diagnosis"].rstrip(".").lower(),
-                    "Reference": "N/A",
-                    "Title": case["diagnosis"],
-                },
-            }
-        )
+        descriptions.append(_medpix_description(case))
+        case_topics.append(_medpix_case_topic(case))
         if case.get("findings") is not None:
             findings_rows.append(_findings_line(case["image"], case["findings"]))
     _write_csv(base / "images_overview.csv", ["Type", "U_id", "ID_Image", "Img_Large", "URL_Article_image"], overview)
@@ -619,31 +625,8 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
                 target.unlink()
 
 
-def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, overwrite: bool = False) -> Path:
-    """Write the raw sample sources (phantoms + real DICOM) in the public datasets' formats.
-
-    Args:
-        output_dir (`str` or `os.PathLike`): Folder to create; must be empty or absent unless `overwrite`.
-        seed (`int`, *optional*, defaults to 0): Same seed, byte-identical output.
-        num_studies (`int`, *optional*, defaults to 300): Number of phantom studies (at least 20).
-        overwrite (`bool`, *optional*, defaults to `False`): Replace the sample data in a non-empty folder.
-
-    Returns:
-        `Path`: `output_dir`, holding roco/, rocov2/, rocov2_csv/, medpix/, openi/, dicom/ and MANIFEST.json.
-    """
-    start = time.perf_counter()
-    output_dir = Path(output_dir)
-    if num_studies < MIN_STUDIES:
-        raise MedvlError(
-            f"--num-studies must be at least {MIN_STUDIES} (one per source and gotcha), got {num_studies}."
-        )
-    _check_output_dir(output_dir, overwrite)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([seed, 0x5A3F])
-    allocation = _allocate(num_studies, seed)
-    real = _real_records()
-    gotchas: dict[str, int] = {}
-
+def _sample_dicom(output_dir: Path, allocation: dict, real: list[dict]):
+    """Copies of the real DICOM files plus phantoms in several pixel encodings; returns the captions."""
     # DICOM: copies of the real files plus phantoms in several pixel encodings.
     dicom_root = output_dir / "dicom"
     dicom_captions, dicom_findings = [], []
@@ -658,7 +641,11 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
         dicom_findings.append(_findings_line(name, spec.findings))
     _write_csv(dicom_root / "captions.csv", ["file_name", "caption"], sorted(dicom_captions))
     _write_jsonl(dicom_root / "findings.jsonl", sorted(dicom_findings, key=lambda r: r["id"]))
+    return dicom_captions
 
+
+def _sample_roco(output_dir: Path, allocation: dict, real: list[dict], rng: np.random.Generator):
+    """ROCO phantoms + real radiographs; returns the items (ROCOv2 re-releases some) and the split counts."""
     # ROCO: phantoms + real radiographs, JPEG named <PMCID>_<figure>.jpg.
     roco_items = []
     for spec in allocation["roco"]:
@@ -677,7 +664,18 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
         item["licence"] = _LICENCES[int(rng.integers(len(_LICENCES)))]
         item["jpeg"] = _jpeg_bytes(item["pil"])
     roco_splits = _write_roco(output_dir / "roco", roco_items, rng)
+    return roco_items, roco_splits
 
+
+def _sample_rocov2(
+    output_dir: Path,
+    allocation: dict,
+    real: list[dict],
+    roco_items: list[dict],
+    rng: np.random.Generator,
+    gotchas: dict,
+):
+    """ROCOv2: its own phantoms and real images, plus exact and near copies of ROCO figures."""
     # ROCOv2 re-releases part of ROCO: exact copies (same JPEG bytes) and near copies (resized, re-encoded).
     rocov2_items = []
     for spec in allocation["rocov2"]:
@@ -738,7 +736,11 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
         item["split"] = split
         item["image_id"] = f"ROCOv2_2023_{prefix[split]}_{counters[split]:06d}"
     rocov2_splits, n_csv = _write_rocov2(output_dir / "rocov2", output_dir / "rocov2_csv", rocov2_items)
+    return rocov2_items, rocov2_splits, n_csv
 
+
+def _sample_medpix(output_dir: Path, allocation: dict, real: list[dict], rng: np.random.Generator, gotchas: dict):
+    """MedPix 2.0 cases, a few with the authoring template or other junk as caption."""
     # MedPix: one image per case; CT listed as TAC and MR as MRI in the case lists; a few junk captions.
     cases = []
     for spec in allocation["medpix"]:
@@ -787,7 +789,11 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
             junk += 1
     gotchas["medpix_junk_captions"] = junk
     medpix_splits = _write_medpix(output_dir / "medpix", cases)
+    return cases, medpix_splits
 
+
+def _sample_openi(output_dir: Path, allocation: dict, rng: np.random.Generator, gotchas: dict):
+    """Open-I reports (XML) and their PNGs, with the release's gotchas (no image, empty FINDINGS, XXXX)."""
     # Open-I: PA + lateral per report; a few reports without images, with empty FINDINGS, or with XXXX tokens.
     openi_root = output_dir / "openi"
     findings_rows, n_images, no_image, empty_findings, xxxx, xxxx_other = [], 0, 0, 0, 0, 0
@@ -834,14 +840,13 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
         openi_xxxx_in_findings=xxxx,
         openi_xxxx_in_indication_or_comparison=xxxx_other,
     )
+    return n_images
 
-    texts_by_source = {
-        "roco": {i["text"] for i in roco_items},
-        "rocov2": {i["text"] for i in rocov2_items},
-        "medpix": {c["caption"] for c in cases},
-        "openi": {s.findings_text for s in allocation["openi"]},
-        "dicom": {c[1] for c in dicom_captions},
-    }
+
+def _write_manifest(
+    output_dir: Path, *, seed, num_studies, allocation, gotchas, texts_by_source, splits, n_images, n_dicom
+) -> None:
+    """`MANIFEST.json`: what each source holds and how many of each planted gotcha."""
     counted: dict[str, int] = {}
     for texts in texts_by_source.values():
         for text in texts:
@@ -853,18 +858,18 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
         "seed": seed,
         "num_studies": num_studies,
         "sources": {
-            "roco": {"path": "roco", "format": "roco", "splits": roco_splits, "phantom": len(allocation["roco"])},
+            "roco": {"path": "roco", "format": "roco", "splits": splits["roco"], "phantom": len(allocation["roco"])},
             "rocov2": {
                 "path": "rocov2",
                 "format": "rocov2-parquet",
-                "splits": rocov2_splits,
+                "splits": splits["rocov2"],
                 "phantom": len(allocation["rocov2"]),
             },
-            "rocov2_csv": {"path": "rocov2_csv", "format": "rocov2-csv", "splits": {"train": n_csv}},
+            "rocov2_csv": {"path": "rocov2_csv", "format": "rocov2-csv", "splits": splits["rocov2_csv"]},
             "medpix": {
                 "path": "medpix",
                 "format": "medpix-2.0",
-                "splits": medpix_splits,
+                "splits": splits["medpix"],
                 "phantom": len(allocation["medpix"]),
             },
             "openi": {
@@ -877,7 +882,7 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
             "dicom": {
                 "path": "dicom",
                 "format": "dicom",
-                "files": len(dicom_captions),
+                "files": n_dicom,
                 "phantom": len(allocation["dicom"]),
             },
         },
@@ -885,6 +890,50 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
         "gotchas": gotchas,
     }
     _write(output_dir / "MANIFEST.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, overwrite: bool = False) -> Path:
+    """Write the raw sample sources (phantoms + real DICOM) in the public datasets' formats.
+
+    Args:
+        output_dir (`str` or `os.PathLike`): Folder to create; must be empty or absent unless `overwrite`.
+        seed (`int`, *optional*, defaults to 0): Same seed, byte-identical output.
+        num_studies (`int`, *optional*, defaults to 300): Number of phantom studies (at least 20).
+        overwrite (`bool`, *optional*, defaults to `False`): Replace the sample data in a non-empty folder.
+
+    Returns:
+        `Path`: `output_dir`, holding roco/, rocov2/, rocov2_csv/, medpix/, openi/, dicom/ and MANIFEST.json.
+    """
+    start = time.perf_counter()
+    output_dir = Path(output_dir)
+    if num_studies < MIN_STUDIES:
+        raise MedvlError(
+            f"--num-studies must be at least {MIN_STUDIES} (one per source and gotcha), got {num_studies}."
+        )
+    _check_output_dir(output_dir, overwrite)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 0x5A3F])
+    allocation = _allocate(num_studies, seed)
+    real = _real_records()
+    gotchas: dict[str, int] = {}
+
+    dicom_captions = _sample_dicom(output_dir, allocation, real)
+    roco_items, roco_splits = _sample_roco(output_dir, allocation, real, rng)
+    rocov2_items, rocov2_splits, n_csv = _sample_rocov2(output_dir, allocation, real, roco_items, rng, gotchas)
+    cases, medpix_splits = _sample_medpix(output_dir, allocation, real, rng, gotchas)
+    n_images = _sample_openi(output_dir, allocation, rng, gotchas)
+    _write_manifest(
+        output_dir, seed=seed, num_studies=num_studies, allocation=allocation, gotchas=gotchas,
+        texts_by_source={
+            "roco": {i["text"] for i in roco_items},
+            "rocov2": {i["text"] for i in rocov2_items},
+            "medpix": {c["caption"] for c in cases},
+            "openi": {s.findings_text for s in allocation["openi"]},
+            "dicom": {c[1] for c in dicom_captions},
+        },
+        splits={"roco": roco_splits, "rocov2": rocov2_splits, "rocov2_csv": {"train": n_csv}, "medpix": medpix_splits},
+        n_images=n_images, n_dicom=len(dicom_captions),
+    )  # fmt: skip
     logger.info(
         "Wrote sample data to %s in %.1fs: roco %s, rocov2 %s, medpix %s, openi %d reports/%d images, dicom %d files; gotchas %s",
         output_dir,
