@@ -146,6 +146,47 @@ def _strings(source: str, key: str, value) -> list[str]:
     return [" ".join(p.lower().split()) for p in value]
 
 
+def _read_qualifiers(source: str, raw: dict) -> dict:
+    qualifiers = {}
+    for group, entry in (raw.get("qualifiers") or {}).items():
+        if not isinstance(entry, dict):
+            raise MedvlError(f"{source}: qualifiers.{group} must be a mapping of present/absent/uncertain -> [...]")
+        qualifiers[str(group)] = {
+            state: _strings(source, f"qualifiers.{group}.{state}", entry.get(state))
+            for state in (PRESENT, ABSENT, UNCERTAIN)
+        }
+    return qualifiers
+
+
+def _read_findings(source: str, raw: dict, qualifiers: dict) -> dict:
+    findings = {}
+    for name, entry in raw["findings"].items():
+        entry = entry or {}
+        if not isinstance(entry, dict):
+            raise MedvlError(f"{source}: findings.{name} must be a mapping with a `synonyms` list")
+        attributes = []
+        for i, attribute in enumerate(entry.get("attributes") or []):
+            group = attribute.get("qualifiers") if isinstance(attribute, dict) else None
+            if group not in qualifiers:
+                raise MedvlError(
+                    f"{source}: findings.{name}.attributes[{i}] must be {{phrases: [...], qualifiers: group}} "
+                    f"with a group of `qualifiers` ({sorted(qualifiers)})"
+                )
+            attributes.append(
+                {
+                    "phrases": _strings(source, f"findings.{name}.attributes[{i}]", attribute.get("phrases")),
+                    "group": group,
+                }
+            )
+        findings[str(name).lower()] = {
+            "synonyms": _strings(source, f"findings.{name}.synonyms", entry.get("synonyms")),
+            "absent": _strings(source, f"findings.{name}.absent", entry.get("absent")),
+            "hedged": _strings(source, f"findings.{name}.hedged", entry.get("hedged")),
+            "attributes": attributes,
+        }
+    return findings
+
+
 def load_lexicon(path: str | Path | None = None) -> Lexicon:
     """Load a finding lexicon from YAML (the packaged default `evaluation/lexicon.yaml` when `path` is None).
 
@@ -175,39 +216,8 @@ def load_lexicon(path: str | Path | None = None) -> Lexicon:
         raise MedvlError(
             f"{source}: unknown top-level keys {sorted(unknown)}; expected some of {sorted(_DEFAULT_KEYS)}"
         )
-    qualifiers = {}
-    for group, entry in (raw.get("qualifiers") or {}).items():
-        if not isinstance(entry, dict):
-            raise MedvlError(f"{source}: qualifiers.{group} must be a mapping of present/absent/uncertain -> [...]")
-        qualifiers[str(group)] = {
-            state: _strings(source, f"qualifiers.{group}.{state}", entry.get(state))
-            for state in (PRESENT, ABSENT, UNCERTAIN)
-        }
-    findings = {}
-    for name, entry in raw["findings"].items():
-        entry = entry or {}
-        if not isinstance(entry, dict):
-            raise MedvlError(f"{source}: findings.{name} must be a mapping with a `synonyms` list")
-        attributes = []
-        for i, attribute in enumerate(entry.get("attributes") or []):
-            group = attribute.get("qualifiers") if isinstance(attribute, dict) else None
-            if group not in qualifiers:
-                raise MedvlError(
-                    f"{source}: findings.{name}.attributes[{i}] must be {{phrases: [...], qualifiers: group}} "
-                    f"with a group of `qualifiers` ({sorted(qualifiers)})"
-                )
-            attributes.append(
-                {
-                    "phrases": _strings(source, f"findings.{name}.attributes[{i}]", attribute.get("phrases")),
-                    "group": group,
-                }
-            )
-        findings[str(name).lower()] = {
-            "synonyms": _strings(source, f"findings.{name}.synonyms", entry.get("synonyms")),
-            "absent": _strings(source, f"findings.{name}.absent", entry.get("absent")),
-            "hedged": _strings(source, f"findings.{name}.hedged", entry.get("hedged")),
-            "attributes": attributes,
-        }
+    qualifiers = _read_qualifiers(source, raw)
+    findings = _read_findings(source, raw, qualifiers)
     groups = {key: raw.get(key) or {} for key in ("negation", "uncertainty", "hypothetical", "sections")}
     for key, value in groups.items():
         if not isinstance(value, dict):

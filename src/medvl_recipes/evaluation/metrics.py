@@ -507,6 +507,51 @@ class MetricResult:
     per_sample: np.ndarray | None
 
 
+def _compute_one(name, inputs, stats_cache, counts, n_resamples, seed, confidence) -> "MetricResult":
+    # One metric: its per-sample statistics (shared between metrics through `stats_cache`), point, interval.
+    spec = METRICS[name]
+    key = spec.stats.__name__
+    if key not in stats_cache:
+        stats_cache[key] = np.asarray(spec.stats(inputs), dtype=np.float64)
+    stats = stats_cache[key]
+    if not np.isfinite(stats).all():
+        raise MedvlError(
+            f"metric {name!r} got non-finite per-sample values (NaN/inf) at rows "
+            f"{np.where(~np.isfinite(stats).all(1))[0][:10].tolist()}; check the model outputs/embeddings"
+        )
+    if spec.decomposable:
+        summed = stats.sum(0)
+        value = float(spec.point(summed) if spec.point else spec.aggregate(summed[None])[0])
+    else:
+        value = float(spec.aggregate(stats))
+    if not math.isfinite(value):
+        raise MedvlError(f"metric {name!r} is {value}; check its inputs (empty references? NaN embeddings?)")
+    if n_resamples > 0:
+        samples = bootstrap_distribution(
+            stats, spec.aggregate, n_resamples=n_resamples, seed=seed, decomposable=spec.decomposable,
+            counts=counts if spec.decomposable else None,
+        )  # fmt: skip
+        low, high = confidence_interval(samples, confidence)
+    else:
+        low = high = value
+    per_sample = None
+    if spec.per_sample_score is not None:
+        per_sample = np.asarray(spec.per_sample_score(inputs), dtype=np.float64)
+    elif spec.per_sample:
+        per_sample = np.asarray(spec.aggregate(stats), dtype=np.float64)
+    return MetricResult(
+        name=name,
+        value=value,
+        ci_low=low,
+        ci_high=high,
+        higher_is_better=spec.higher_is_better,
+        scale=spec.scale,
+        signature=spec.signature(inputs) if spec.signature else "",
+        stats_key=key,
+        per_sample=per_sample,
+    )
+
+
 def compute_metrics(
     inputs: MetricInputs,
     names: Sequence[str] | None = None,
@@ -547,45 +592,5 @@ def compute_metrics(
     counts = resample_counts(len(inputs), n_resamples, seed) if 0 < len(inputs) * n_resamples <= 20_000_000 else None
     results = {}
     for name in selected:
-        spec = METRICS[name]
-        key = spec.stats.__name__
-        if key not in stats_cache:
-            stats_cache[key] = np.asarray(spec.stats(inputs), dtype=np.float64)
-        stats = stats_cache[key]
-        if not np.isfinite(stats).all():
-            raise MedvlError(
-                f"metric {name!r} got non-finite per-sample values (NaN/inf) at rows "
-                f"{np.where(~np.isfinite(stats).all(1))[0][:10].tolist()}; check the model outputs/embeddings"
-            )
-        if spec.decomposable:
-            summed = stats.sum(0)
-            value = float(spec.point(summed) if spec.point else spec.aggregate(summed[None])[0])
-        else:
-            value = float(spec.aggregate(stats))
-        if not math.isfinite(value):
-            raise MedvlError(f"metric {name!r} is {value}; check its inputs (empty references? NaN embeddings?)")
-        if n_resamples > 0:
-            samples = bootstrap_distribution(
-                stats, spec.aggregate, n_resamples=n_resamples, seed=seed, decomposable=spec.decomposable,
-                counts=counts if spec.decomposable else None,
-            )  # fmt: skip
-            low, high = confidence_interval(samples, confidence)
-        else:
-            low = high = value
-        per_sample = None
-        if spec.per_sample_score is not None:
-            per_sample = np.asarray(spec.per_sample_score(inputs), dtype=np.float64)
-        elif spec.per_sample:
-            per_sample = np.asarray(spec.aggregate(stats), dtype=np.float64)
-        results[name] = MetricResult(
-            name=name,
-            value=value,
-            ci_low=low,
-            ci_high=high,
-            higher_is_better=spec.higher_is_better,
-            scale=spec.scale,
-            signature=spec.signature(inputs) if spec.signature else "",
-            stats_key=key,
-            per_sample=per_sample,
-        )
+        results[name] = _compute_one(name, inputs, stats_cache, counts, n_resamples, seed, confidence)
     return results, stats_cache
