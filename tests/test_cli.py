@@ -84,8 +84,8 @@ def test_unknown_flags_are_one_line_with_a_suggestion(repo_root, capsys):
     assert len(err) == 1 and "did you mean --seed?" in err[0]
     assert main(["push", "modle"]) == 2
     assert "did you mean 'model'?" in capsys.readouterr().err
-    assert main(["prepair"]) == 2
-    assert "Did you mean `medvl prepare`?" in capsys.readouterr().err
+    assert main(["genrate"]) == 2
+    assert "Did you mean `medvl generate`?" in capsys.readouterr().err
 
 
 def test_train_help_is_short_and_starts_with_config(capsys):

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Fine-tune Llama 3.2 Vision with TRL SFTTrainer (full, LoRA, QLoRA).",
     ),
     "merge-adapter": ("medvl_recipes.merging", "Merge a LoRA adapter into its base model and save it."),
+    "generate": ("medvl_recipes.inference", "Write reports (and similar training cases) for new, unlabelled images."),
     "eval": (
         "medvl_recipes.evaluation.runner",
         "Evaluate checkpoints or predictions; `medvl eval compare A B` tests differences.",
