@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "medvl_recipes.evaluation.runner",
         "Evaluate checkpoints or predictions; `medvl eval compare A B` tests differences.",
     ),
+    "export": ("medvl_recipes.export", "Export the SigLIP encoder to ONNX (`medvl export onnx ENCODER_DIR OUT`)."),
     "push": ("medvl_recipes.hub.push", "Push a model, a dataset or the demo Space to the Hugging Face Hub."),
 }
 # Commands parsed by TrlParser (dataclass fields, `--output_dir`); all others use argparse (`--output-dir`).
