@@ -57,6 +57,15 @@ quickstart: install
 	@echo
 	@echo "Start the demo on these outputs (then open http://127.0.0.1:7860):"
 	@echo "  $(OFFLINE) $(BIN)/python app.py --quickstart-dir $(QS)"
+	@echo
+	@echo "== Reports for three new, unlabelled images (a JPEG, a PNG and an extension-less DICOM; seed-1 sample data)"
+	$(OFFLINE) $(BIN)/medvl sample-data --output-dir $(QS)/new_raw --seed 1 --overwrite
+	@rm -rf $(QS)/new_images && mkdir -p $(QS)/new_images
+	@cp "$$(ls $(QS)/new_raw/roco/data/train/radiology/images/*.jpg | head -1)" $(QS)/new_images/radiograph.jpg
+	@cp "$$(ls $(QS)/new_raw/rocov2_csv/train/*.png | head -1)" $(QS)/new_images/scan.png
+	@cp "$$(ls $(QS)/new_raw/dicom/phantom_*.dcm | head -1)" $(QS)/new_images/IM000001
+	$(OFFLINE) $(BIN)/medvl generate $(QS)/new_images --decoder $(QS)/decoder --encoder $(QS)/encoder \
+		--index-dataset $(QS)/dataset --output-dir $(QS)/generate --overwrite --print
 
 quality: install
 	$(BIN)/ruff check .

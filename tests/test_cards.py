@@ -117,3 +117,71 @@ def test_bad_inputs_raise_medvl_error(tmp_path):
         load_model_index(bad)
     with pytest.raises(MedvlError, match="has no README.md"):
         update_model_card(tmp_path / "nowhere", repo_id="me/x")
+
+
+def test_decoder_card_snippet_reproduces_medvl_generate_token_for_token(
+    tiny_models, sample_raw_dir, tmp_path, monkeypatch
+):
+    import contextlib
+    import io
+    import shutil
+
+    from medvl_recipes.inference import PROMPT_FILE, generate
+
+    checkpoint = tmp_path / "decoder"
+    shutil.copytree(tiny_models["mllama"], checkpoint)
+    # A checkpoint that stores its training prompt: the card must use it, system turn included.
+    stored = {"instruction": "Describe the imaging findings.", "system_prompt": "You are a radiologist."}
+    (checkpoint / PROMPT_FILE).write_text(json.dumps(stored))
+    write_model_card(checkpoint, stage="decoder", base_model="meta-llama/Llama-3.2-11B-Vision-Instruct")
+    snippet = ModelCard.load(checkpoint / "README.md").text.split("## How to load\n")[1].split("```python\n")[1]
+    snippet = snippet.split("```")[0]
+    assert "add_special_tokens=False" in snippet and stored["system_prompt"] in snippet
+    image = next((sample_raw_dir / "rocov2_csv").rglob("*.png"))
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(image, tmp_path / "chest_xray.png")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(snippet, "model-card-snippet", "exec"), {})
+    out = generate(
+        [str(tmp_path / "chest_xray.png")],
+        str(checkpoint),
+        tmp_path / "gen",
+        max_new_tokens=128,
+        dtype="float32",
+        device="cpu",
+        show_progress=False,
+    )
+    assert printed.getvalue().rstrip("\n") == json.loads(out.read_text().splitlines()[0])["report"]
+
+
+def test_merged_card_records_an_absolute_base_and_the_training_prompt(tiny_models, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from medvl_recipes.configs import DecoderModelConfig
+    from medvl_recipes.inference import PROMPT_FILE
+    from medvl_recipes.merging import merge_adapter
+    from medvl_recipes.modeling import get_decoder
+
+    # An adapter trained from a relative base path, merged from another directory.
+    shutil.copytree(tiny_models["mllama"], tmp_path / "run" / "base")
+    monkeypatch.chdir(tmp_path / "run")
+    model = get_decoder(DecoderModelConfig(model_name_or_path="base", use_peft=True, lora_r=4, lora_alpha=8))
+    model.save_pretrained(tmp_path / "run" / "adapter")
+    (tmp_path / "run" / "adapter" / PROMPT_FILE).write_text(
+        json.dumps({"instruction": "Describe this medical image."})
+    )
+    os.chdir(tmp_path)
+    with pytest.raises(MedvlError, match="base"):
+        # From elsewhere the relative base cannot be found: one clear line, not a Hub lookup traceback.
+        merge_adapter(tmp_path / "run" / "adapter", tmp_path / "merged-bad")
+    merged = merge_adapter(
+        tmp_path / "run" / "adapter", tmp_path / "merged", base_model=str(tmp_path / "run" / "base")
+    )
+    assert (merged / PROMPT_FILE).is_file()
+    assert f"`{tmp_path / 'run' / 'base'}`" in (merged / "README.md").read_text()
+    hub_card = write_model_card(
+        tmp_path / "m2", stage="decoder", base_model="meta-llama/Llama-3.2-11B-Vision-Instruct"
+    )
+    assert ModelCard.load(hub_card).data.base_model == "meta-llama/Llama-3.2-11B-Vision-Instruct"

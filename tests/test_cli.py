@@ -3,6 +3,8 @@ import importlib
 import subprocess
 import sys
 
+import pytest
+
 from medvl_recipes.cli import COMMANDS, main
 
 
@@ -28,3 +30,71 @@ def test_unknown_command_exits_2(capsys):
 def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "medvl_recipes.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "tiny-models" in result.stdout
+
+
+def test_suggest_finds_the_closest_name_across_dash_styles():
+    from medvl_recipes.cli import suggest
+
+    assert suggest("learnig_rate", ["learning_rate", "lr_scheduler_type"]) == "learning_rate"
+    assert suggest("output-dir", ["output_dir", "logging_dir"]) == "output_dir"
+    assert suggest("zzz", ["learning_rate"]) is None
+
+
+def test_normalize_options_rewrites_names_only():
+    from medvl_recipes.cli import normalize_options
+
+    argv = ["--output_dir", "a_b-c", "--lora-target-modules=.*cross_attn\\..*_proj", "-h", "--", "--x_y"]
+    assert normalize_options(argv, underscores=False) == [
+        "--output-dir",
+        "a_b-c",
+        "--lora-target-modules=.*cross_attn\\..*_proj",
+        "-h",
+        "--",
+        "--x-y",
+    ]
+    assert normalize_options(["--config=r.yaml", "--output-dir=o"], underscores=True) == [
+        "--config",
+        "r.yaml",
+        "--output_dir=o",
+    ]
+
+
+def test_argparse_commands_accept_the_underscore_spelling(tmp_path, capsys):
+    # Reaching the adapter check means `--output_dir` was parsed as `--output-dir`.
+    assert main(["merge-adapter", "--adapter", str(tmp_path), "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no LoRA adapter here" in err and "unrecognized" not in err
+
+
+def test_train_commands_accept_the_dash_spelling(repo_root, tmp_path, capsys):
+    smoke = repo_root / "recipes" / "llama-3.2-11b-vision" / "decoder" / "config_smoke.yaml"
+    argv = ["train-decoder", "--config", str(smoke), "--output-dir", str(tmp_path), "--dataset-name", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path}/train.jsonl: no such file" in err[0]
+
+
+def test_unknown_flags_are_one_line_with_a_suggestion(repo_root, capsys):
+    smoke = repo_root / "recipes" / "llama-3.2-11b-vision" / "decoder" / "config_smoke.yaml"
+    assert main(["train-decoder", "--config", str(smoke), "--learnig-rate", "1e-4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown option --learnig_rate; did you mean --learning_rate?" in err[0]
+    assert main(["tiny-models", "--output-dir", "x", "--sed", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean --seed?" in err[0]
+    assert main(["push", "modle"]) == 2
+    assert "did you mean 'model'?" in capsys.readouterr().err
+    assert main(["genrate"]) == 2
+    assert "Did you mean `medvl generate`?" in capsys.readouterr().err
+
+
+def test_train_help_is_short_and_starts_with_config(capsys):
+    for name in ("train-encoder", "train-decoder"):
+        assert main([name, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: medvl {name} --config RECIPE.yaml")
+        assert len(out.splitlines()) < 60 and "--help-all" in out
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help-all"])
+        assert exit_info.value.code == 0
+        assert len(capsys.readouterr().out.splitlines()) > 300

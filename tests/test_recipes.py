@@ -41,3 +41,20 @@ def test_data_recipe_parses(path):
 
     config = load_mixture_config(path)
     assert config.sources
+
+
+@pytest.mark.parametrize("path", TRAIN_RECIPES, ids=lambda p: str(p.relative_to(REPO_ROOT / "recipes")))
+def test_real_recipes_evaluate_during_training_with_an_installed_logger(path):
+    import importlib.util
+
+    import yaml
+
+    keys = yaml.safe_load(path.read_text())
+    if path.stem != "config_smoke":
+        assert keys.get("eval_strategy", "no") != "no", "real recipes report the validation loss during training"
+    for logger_name in (
+        [keys.get("report_to", "none")] if isinstance(keys.get("report_to"), str) else keys["report_to"]
+    ):
+        if logger_name not in ("none", "all"):
+            assert importlib.util.find_spec(logger_name), f"report_to: {logger_name} is not an installed dependency"
+    assert not {"gradient_checkpointing", "gradient_checkpointing_kwargs"} & set(keys), "use activation_checkpointing"

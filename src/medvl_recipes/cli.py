@@ -3,11 +3,22 @@
 
 Subcommand modules are imported lazily so that `medvl --help` stays fast and a stage's heavy dependencies
 (torch, gradio, ...) are only imported when that stage runs.
+
+One argument style for every command: the `train-*` commands take TRL/transformers' `--output_dir` spelling,
+the others argparse's `--output-dir`; each accepts the other spelling too (`normalize_options`). An unknown flag is
+one line with the closest known one (`suggest`, also used for unknown recipe keys).
 """
 
+import argparse
+import contextlib
+import dataclasses
+import difflib
 import importlib
+import inspect
 import os
+import re
 import sys
+from collections.abc import Iterable, Iterator
 
 
 # name -> (module exposing `cli(argv: list[str]) -> int | None`, one-line help)
@@ -28,12 +39,152 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Fine-tune Llama 3.2 Vision with TRL SFTTrainer (full, LoRA, QLoRA).",
     ),
     "merge-adapter": ("medvl_recipes.merging", "Merge a LoRA adapter into its base model and save it."),
+    "generate": ("medvl_recipes.inference", "Write reports (and similar training cases) for new, unlabelled images."),
     "eval": (
         "medvl_recipes.evaluation.runner",
         "Evaluate checkpoints or predictions; `medvl eval compare A B` tests differences.",
     ),
+    "export": ("medvl_recipes.export", "Export the SigLIP encoder to ONNX (`medvl export onnx ENCODER_DIR OUT`)."),
     "push": ("medvl_recipes.hub.push", "Push a model, a dataset or the demo Space to the Hugging Face Hub."),
 }
+# Commands parsed by TrlParser (dataclass fields, `--output_dir`); all others use argparse (`--output-dir`).
+TRL_COMMANDS = ("train-encoder", "train-decoder")
+_OPTION = re.compile(r"(?<![\w-])--[A-Za-z][\w-]*")
+
+
+def suggest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to a mistyped `name` (difflib ratio >= 0.6), or `None`.
+
+    The one "did you mean" helper of the project: unknown command-line flags here, unknown recipe keys in the
+    trainers. Dashes and underscores are compared alike, so `--output-dir` finds `output_dir`.
+
+    Args:
+        name (`str`):
+            What the user typed (a flag without its leading dashes, a YAML key, a command).
+        choices (`Iterable[str]`):
+            The valid names.
+    """
+    choices = list(choices)
+    canonical = {choice.replace("-", "_").lower(): choice for choice in choices}
+    match = difflib.get_close_matches(name.replace("-", "_").lower(), list(canonical), n=1, cutoff=0.6)
+    return canonical[match[0]] if match else None
+
+
+def normalize_options(argv: list[str], *, underscores: bool) -> list[str]:
+    """Rewrite every `--foo-bar` / `--foo_bar` option name of `argv` to one spelling; values are left alone.
+
+    Args:
+        argv (`list[str]`):
+            The arguments after the subcommand.
+        underscores (`bool`):
+            `True` for the TrlParser commands (`--output_dir`), `False` for the argparse ones (`--output-dir`).
+    """
+    out = []
+    for arg in argv:
+        if not arg.startswith("--") or len(arg) == 2 or not arg[2].isalpha():
+            out.append(arg)
+            continue
+        name, sep, value = arg[2:].partition("=")
+        name = name.replace("-", "_") if underscores else name.replace("_", "-")
+        if underscores and name == "config" and sep:
+            out += ["--config", value]  # TrlParser only finds the recipe as a separate `--config PATH`
+        else:
+            out.append(f"--{name}{sep}{value}")
+    return out
+
+
+def _trl_fields(parser) -> list:
+    return [field for dataclass_type in parser.dataclass_types for field in dataclasses.fields(dataclass_type)]
+
+
+def _check_trl_options(name: str, argv: list[str], parser) -> None:
+    """One-line error for a flag no dataclass of the command's TrlParser has, with the closest one."""
+    from medvl_recipes.errors import MedvlError
+
+    fields = {field.name for field in _trl_fields(parser)}
+    known = fields | {f"no_{field}" for field in fields} | {"config", "help", "help_all"}
+    for arg in argv:
+        if not arg.startswith("--") or len(arg) == 2:
+            continue
+        option = arg[2:].split("=", 1)[0]
+        if option not in known:
+            hint = suggest(option, known)
+            did_you_mean = f"; did you mean --{hint}?" if hint else ""
+            raise MedvlError(f"unknown option --{option}{did_you_mean} (`medvl {name} --help-all` lists them all)")
+
+
+def _short_trl_help(name: str, module, parser) -> str:
+    """`medvl train-* --help`: the recipe-level usage and the project's own fields, not the ~200 inherited ones."""
+    doc = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    lines = [
+        f"usage: medvl {name} --config RECIPE.yaml [--KEY VALUE ...]",
+        "",
+        doc,
+        "",
+        "  --config RECIPE.yaml   a recipe under recipes/ (every key is a field below or of the classes listed)",
+        "  --KEY VALUE            override one recipe key, e.g. --learning_rate 1e-4 --output_dir outputs/run",
+        "  --help-all             every option, with its help",
+    ]
+    total = 0
+    for dataclass_type in parser.dataclass_types:
+        fields = {field.name: field for field in dataclasses.fields(dataclass_type)}
+        total += len(fields)
+        if not dataclass_type.__module__.startswith("medvl_recipes."):
+            lines += [
+                "",
+                f"{dataclass_type.__name__}: {len(fields)} options of {dataclass_type.__module__} (--help-all)",
+            ]
+            continue
+        own = inspect.get_annotations(dataclass_type)
+        bases = ", ".join(base.__name__ for base in dataclass_type.__bases__)
+        lines += [
+            "",
+            f"{dataclass_type.__name__}: {len(own)} options of medvl-recipes, {len(fields) - len(own)} of {bases}:",
+        ]
+        for field_name in own:
+            help_text = " ".join(str(fields[field_name].metadata.get("help", "")).split())
+            help_text = help_text if len(help_text) <= 88 else help_text[:85] + "..."
+            lines.append(f"  --{field_name:<24} {help_text}")
+    lines += ["", f"See `medvl {name} --help-all` for all {total} options (TrainingArguments, TRL and PEFT ones)."]
+    return "\n".join(lines) + "\n"
+
+
+class _ArgumentError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser = parser
+
+
+@contextlib.contextmanager
+def _one_line_argparse_errors() -> Iterator[None]:
+    """Turn argparse's usage-plus-error exit into an exception `main` prints as one line with a suggestion."""
+    original = argparse.ArgumentParser.error
+
+    def error(self, message):
+        raise _ArgumentError(self, message)
+
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
+def _argparse_message(err: _ArgumentError) -> str:
+    message = str(err)
+    known = {option[2:] for option in _OPTION.findall(err.parser.format_help())}
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    choice = re.search(r"invalid choice: '([^']+)' \(choose from (.*)\)", message)
+    if unknown:
+        for option in _OPTION.findall(unknown.group(1)):
+            hint = suggest(option[2:], known)
+            if hint:
+                message += f"; did you mean --{hint}?"
+                break
+    elif choice:
+        hint = suggest(choice.group(1), re.findall(r"[\w.-]+", choice.group(2)))
+        message += f"; did you mean {hint!r}?" if hint else ""
+    return f"{message} (`{err.parser.prog} --help` lists the options)"
 
 
 def _print_help() -> None:
@@ -61,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        sys.stderr.write(f"medvl: unknown command {name!r}. Run `medvl --help` for the list of commands.\n")
+        hint = suggest(name, COMMANDS)
+        did_you_mean = f" Did you mean `medvl {hint}`?" if hint else ""
+        sys.stderr.write(
+            f"medvl: unknown command {name!r}.{did_you_mean} Run `medvl --help` for the list of commands.\n"
+        )
         return 2
     from medvl_recipes.logs import setup_logging
 
@@ -69,8 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     from medvl_recipes.errors import MedvlError
 
+    rest = normalize_options(rest, underscores=name in TRL_COMMANDS)
     try:
-        code = module.cli(rest)
+        if name in TRL_COMMANDS:
+            parser = module.build_parser()
+            if "--help_all" in rest:
+                rest = ["--help"]
+            elif {"-h", "--help"} & set(rest):
+                sys.stdout.write(_short_trl_help(name, module, parser))
+                return 0
+            else:
+                _check_trl_options(name, rest, parser)
+        with _one_line_argparse_errors():
+            code = module.cli(rest)
+    except _ArgumentError as err:
+        sys.stderr.write(f"medvl {name}: error: {_argparse_message(err)}\n")
+        return 2
     except (MedvlError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
         if os.environ.get("MEDVL_DEBUG"):
             raise

@@ -11,6 +11,7 @@ Usage:
 
 import argparse
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -55,9 +56,20 @@ def merge_adapter(
         base_model, processor_source = adapter_base(adapter_dir)
     else:
         processor_source = adapter_dir if (adapter_dir / "processor_config.json").is_file() else base_model
+    if not Path(base_model).exists() and Path(adapter_dir, base_model).exists():
+        # An adapter saved with a path relative to its own folder rather than to the training run's cwd.
+        base_model = str(Path(adapter_dir, base_model))
+    # Local bases are recorded absolute so that the merged card and config resolve from any directory.
+    base_model = str(Path(base_model).resolve()) if Path(base_model).exists() else base_model
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     logger.info("merging %s into %s", adapter_dir, base_model)
-    model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=torch_dtype)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=torch_dtype)
+    except OSError as err:
+        raise MedvlError(
+            f"{config_path}: cannot load the base model {base_model!r} ({str(err).splitlines()[0]}); a relative base "
+            "path only resolves from the training run's directory: pass --base-model PATH_OR_HUB_ID"
+        ) from err
     model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     model.save_pretrained(output_dir)
     AutoProcessor.from_pretrained(processor_source).save_pretrained(output_dir)
@@ -65,7 +77,13 @@ def merge_adapter(
         from transformers import GenerationConfig
 
         GenerationConfig.from_pretrained(adapter_dir).save_pretrained(output_dir)
-    logger.info("wrote the merged model to %s", output_dir)
+    from medvl_recipes.hub.model_card import write_model_card
+    from medvl_recipes.inference import PROMPT_FILE
+
+    if (adapter_dir / PROMPT_FILE).is_file():
+        shutil.copy(adapter_dir / PROMPT_FILE, output_dir / PROMPT_FILE)
+    write_model_card(output_dir, stage="decoder", base_model=base_model)
+    logger.info("wrote the merged model to %s (base %s)", output_dir, base_model)
     return output_dir
 
 

@@ -139,6 +139,8 @@ with torch.no_grad():
     outputs = model(**inputs)
 print(torch.sigmoid(outputs.logits_per_image))  # image-report match probabilities"""
 
+# The prompt exactly as training and `medvl generate` build it: system turn, image + instruction, assistant header.
+# The chat template already starts with <|begin_of_text|>, so the processor must not add a second BOS.
 _DECODER_LOAD = """from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -146,11 +148,13 @@ model_id = "{model_id}"
 {load_model}
 processor = AutoProcessor.from_pretrained(model_id)
 
-messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "Describe this medical image."}}]}}]
+messages = {messages}
 prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-inputs = processor(images=Image.open("chest_xray.png").convert("RGB"), text=prompt, return_tensors="pt")
+image = Image.open("chest_xray.png").convert("RGB")
+inputs = processor(images=[[image]], text=[prompt], add_special_tokens=False, return_tensors="pt").to(model.device)
+inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
 output = model.generate(**inputs, max_new_tokens=128, do_sample=False)
-print(processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))"""
+print(processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())"""
 
 _DECODER_LOAD_FULL = "model = AutoModelForImageTextToText.from_pretrained(model_id).eval()"
 _DECODER_LOAD_ADAPTER = """from peft import PeftModel
@@ -339,7 +343,11 @@ def write_model_card(
     )
     if stage == "decoder":
         load_model = _DECODER_LOAD_ADAPTER.format(base_model=base_model) if is_adapter else _DECODER_LOAD_FULL
-        how_to_load = _DECODER_LOAD.format(model_id=output_dir.as_posix(), load_model=load_model)
+        from medvl_recipes.inference import read_prompt
+        from medvl_recipes.prompts import build_messages
+
+        messages = json.dumps(build_messages(*read_prompt(str(output_dir))), ensure_ascii=False)
+        how_to_load = _DECODER_LOAD.format(model_id=output_dir.as_posix(), load_model=load_model, messages=messages)
     else:
         how_to_load = _ENCODER_LOAD.format(model_id=output_dir.as_posix())
     base_model_text = (
