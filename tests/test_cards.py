@@ -126,7 +126,8 @@ def test_decoder_card_snippet_reproduces_medvl_generate_token_for_token(
     import io
     import shutil
 
-    from medvl_recipes.inference import PROMPT_FILE, generate
+    from medvl_recipes.inference import generate
+    from medvl_recipes.prompts import PROMPT_FILE
 
     checkpoint = tmp_path / "decoder"
     shutil.copytree(tiny_models["mllama"], checkpoint)
@@ -160,9 +161,9 @@ def test_merged_card_records_an_absolute_base_and_the_training_prompt(tiny_model
     import shutil
 
     from medvl_recipes.configs import DecoderModelConfig
-    from medvl_recipes.inference import PROMPT_FILE
     from medvl_recipes.merging import merge_adapter
     from medvl_recipes.modeling import get_decoder
+    from medvl_recipes.prompts import PROMPT_FILE
 
     # An adapter trained from a relative base path, merged from another directory.
     shutil.copytree(tiny_models["mllama"], tmp_path / "run" / "base")

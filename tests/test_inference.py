@@ -17,8 +17,9 @@ import medvl_recipes.generation as generation
 from medvl_recipes.cli import main as medvl
 from medvl_recipes.generation import generate_reports
 from medvl_recipes.imaging import load_image
-from medvl_recipes.inference import PROMPT_FILE, collect_inputs, generate, read_prompt
+from medvl_recipes.inference import collect_inputs, generate
 from medvl_recipes.modeling import load_decoder
+from medvl_recipes.prompts import PROMPT_FILE, read_prompt
 
 
 MAX_NEW_TOKENS = 12

@@ -34,12 +34,12 @@ import torch
 
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import is_dicom, load_image
+from medvl_recipes.prompts import read_prompt
 
 
 logger = logging.getLogger(__name__)
 
 # Written next to a decoder's weights by `train_decoder`: the instruction and system prompt it was trained with.
-PROMPT_FILE = "prompt.json"
 REPORTS_JSONL = "reports.jsonl"
 REPORTS_CSV = "reports.csv"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
@@ -114,27 +114,6 @@ def collect_inputs(
         if count:
             item.id = f"{item.id}#{count}"
     return images
-
-
-def read_prompt(decoder: str) -> tuple[str | None, str | None]:
-    """The `(instruction, system_prompt)` stored with a decoder checkpoint, or `(None, None)` for the defaults.
-
-    Args:
-        decoder (`str`): A checkpoint folder or Hub id; `prompt.json` is `{"instruction": ..., "system_prompt": ...}`.
-    """
-    path = Path(decoder) / PROMPT_FILE
-    if not Path(decoder).exists():
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-        try:
-            path = Path(hf_hub_download(decoder, PROMPT_FILE))
-        except (EntryNotFoundError, LocalEntryNotFoundError):
-            return None, None
-    if not path.is_file():
-        return None, None
-    stored = json.loads(path.read_text())
-    return stored.get("instruction"), stored.get("system_prompt")
 
 
 class TorchEncoder:

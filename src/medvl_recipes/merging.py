@@ -14,11 +14,10 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from medvl_recipes.errors import MedvlError
-from medvl_recipes.modeling import adapter_base
+from medvl_recipes.modeling import adapter_base, parse_dtype
 
 
 logger = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def merge_adapter(
         base_model = str(Path(adapter_dir, base_model))
     # Local bases are recorded absolute so that the merged card and config resolve from any directory.
     base_model = str(Path(base_model).resolve()) if Path(base_model).exists() else base_model
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    torch_dtype = parse_dtype(dtype)
     logger.info("merging %s into %s", adapter_dir, base_model)
     try:
         model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=torch_dtype)
@@ -78,7 +77,7 @@ def merge_adapter(
 
         GenerationConfig.from_pretrained(adapter_dir).save_pretrained(output_dir)
     from medvl_recipes.hub.model_card import write_model_card
-    from medvl_recipes.inference import PROMPT_FILE
+    from medvl_recipes.prompts import PROMPT_FILE
 
     if (adapter_dir / PROMPT_FILE).is_file():
         shutil.copy(adapter_dir / PROMPT_FILE, output_dir / PROMPT_FILE)

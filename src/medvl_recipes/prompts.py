@@ -1,10 +1,17 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
-"""The instructions a report-generation model is trained and queried with.
+"""The instructions a report-generation model is trained and queried with, and how a checkpoint stores them.
 
 Training (`medvl to-chat`) picks one phrasing per sample deterministically from a prompt set; generation
 (`generate_reports`, the eval harness, the demo) uses the first phrasing of the same set, so the model is
 asked at inference time in a way it has seen during training.
 """
+
+import json
+from pathlib import Path
+
+
+# Written next to a trained decoder: `{"instruction": ..., "system_prompt": ...}`, what it was trained with.
+PROMPT_FILE = "prompt.json"
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are an expert radiologist. Describe the medical image accurately and concisely, "
@@ -62,3 +69,24 @@ def build_messages(
     if report is not None:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": report}]})
     return messages
+
+
+def read_prompt(decoder: str) -> tuple[str | None, str | None]:
+    """The `(instruction, system_prompt)` stored with a decoder checkpoint, or `(None, None)` for the defaults.
+
+    Args:
+        decoder (`str`): A checkpoint folder or Hub id; `prompt.json` is `{"instruction": ..., "system_prompt": ...}`.
+    """
+    path = Path(decoder) / PROMPT_FILE
+    if not Path(decoder).exists():
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+        try:
+            path = Path(hf_hub_download(decoder, PROMPT_FILE))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            return None, None
+    if not path.is_file():
+        return None, None
+    stored = json.loads(path.read_text())
+    return stored.get("instruction"), stored.get("system_prompt")

@@ -343,8 +343,7 @@ def write_model_card(
     )
     if stage == "decoder":
         load_model = _DECODER_LOAD_ADAPTER.format(base_model=base_model) if is_adapter else _DECODER_LOAD_FULL
-        from medvl_recipes.inference import read_prompt
-        from medvl_recipes.prompts import build_messages
+        from medvl_recipes.prompts import build_messages, read_prompt
 
         messages = json.dumps(build_messages(*read_prompt(str(output_dir))), ensure_ascii=False)
         how_to_load = _DECODER_LOAD.format(model_id=output_dir.as_posix(), load_model=load_model, messages=messages)
