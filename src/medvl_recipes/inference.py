@@ -22,6 +22,7 @@ Usage:
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import time
@@ -220,8 +221,6 @@ def generate(
     """
     from tqdm.auto import tqdm
 
-    from medvl_recipes.evaluation.findings import FindingExtractor
-    from medvl_recipes.generation import generate_reports
     from medvl_recipes.modeling import load_decoder, resolve_device
 
     if index_dataset and not encoder:
@@ -244,40 +243,58 @@ def generate(
         match_encoder = load_match_encoder(encoder, device=device) if encoder else None
         index = _build_index(match_encoder, index_dataset, index_split) if index_dataset else None
         logger.info("loaded the models in %.1f s", time.perf_counter() - started)
-        extractor = FindingExtractor()
         progress = tqdm(total=len(todo), desc="generate", unit="image", disable=not show_progress)
         for batch in _batches(todo, batch_size):
-            pil_images = [item.load() for item in batch]
-            started = time.perf_counter()
-            reports = generate_reports(
-                model,
-                processor,
-                pil_images,
-                prompt=instruction,
-                system_prompt=system_prompt,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-                show_progress=False,
+            rows = _generate_batch(
+                batch, model, processor, (instruction, system_prompt), max_new_tokens, match_encoder, index, k
             )
-            generate_s = (time.perf_counter() - started) / len(batch)
-            rows = [
-                {
-                    "id": item.id,
-                    "source": item.source,
-                    "report": report,
-                    "findings": extractor.extract(report),
-                    "timings_s": {"generate": round(generate_s, 4)},
-                }
-                for item, report in zip(batch, reports, strict=True)
-            ]
-            if match_encoder is not None:
-                _add_encoder_fields(rows, pil_images, reports, match_encoder, index, k)
             with jsonl_path.open("a", encoding="utf-8") as out:
                 out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             progress.update(len(batch))
         progress.close()
     write_csv(jsonl_path, output_dir / REPORTS_CSV)
     return jsonl_path
+
+
+def _generate_batch(batch, model, processor, prompt, max_new_tokens, match_encoder, index, k) -> list[dict]:
+    # One batch of rows: report, its findings and timing, then (with an encoder) similar cases and match score.
+    from medvl_recipes.generation import generate_reports
+
+    pil_images = [item.load() for item in batch]
+    started = time.perf_counter()
+    reports = generate_reports(
+        model,
+        processor,
+        pil_images,
+        prompt=prompt[0],
+        system_prompt=prompt[1],
+        max_new_tokens=max_new_tokens,
+        batch_size=len(batch),
+        show_progress=False,
+    )
+    generate_s = (time.perf_counter() - started) / len(batch)
+    extractor = _finding_extractor()
+    rows = [
+        {
+            "id": item.id,
+            "source": item.source,
+            "report": report,
+            "findings": extractor.extract(report),
+            "timings_s": {"generate": round(generate_s, 4)},
+        }
+        for item, report in zip(batch, reports, strict=True)
+    ]
+    if match_encoder is not None:
+        _add_encoder_fields(rows, pil_images, reports, match_encoder, index, k)
+    return rows
+
+
+@functools.cache
+def _finding_extractor():
+    # The lexicon is parsed once per process, not once per batch.
+    from medvl_recipes.evaluation.findings import FindingExtractor
+
+    return FindingExtractor()
 
 
 def _build_index(match_encoder, index_dataset: str, index_split: str) -> dict:

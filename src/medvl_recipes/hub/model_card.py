@@ -275,6 +275,17 @@ def _license_sentence(data_license: Any) -> str:
     return f" Data licence(s): {', '.join(f'`{x}`' for x in licenses)}; the model inherits their terms of use."
 
 
+def _how_to_load(output_dir: Path, stage: str, base_model: str, is_adapter: bool) -> str:
+    # The card's snippet asks the model exactly as `medvl generate` does: the stored prompt and the chat template.
+    if stage != "decoder":
+        return _ENCODER_LOAD.format(model_id=output_dir.as_posix())
+    load_model = _DECODER_LOAD_ADAPTER.format(base_model=base_model) if is_adapter else _DECODER_LOAD_FULL
+    from medvl_recipes.prompts import build_messages, read_prompt
+
+    messages = json.dumps(build_messages(*read_prompt(str(output_dir))), ensure_ascii=False)
+    return _DECODER_LOAD.format(model_id=output_dir.as_posix(), load_model=load_model, messages=messages)
+
+
 def write_model_card(
     output_dir: str | Path,
     *,
@@ -341,14 +352,7 @@ def write_model_card(
         eval_results=eval_results,
         model_name=model_name or output_dir.name,
     )
-    if stage == "decoder":
-        load_model = _DECODER_LOAD_ADAPTER.format(base_model=base_model) if is_adapter else _DECODER_LOAD_FULL
-        from medvl_recipes.prompts import build_messages, read_prompt
-
-        messages = json.dumps(build_messages(*read_prompt(str(output_dir))), ensure_ascii=False)
-        how_to_load = _DECODER_LOAD.format(model_id=output_dir.as_posix(), load_model=load_model, messages=messages)
-    else:
-        how_to_load = _ENCODER_LOAD.format(model_id=output_dir.as_posix())
+    how_to_load = _how_to_load(output_dir, stage, base_model, is_adapter)
     base_model_text = (
         f"[{base_model}](https://huggingface.co/{base_model})" if _is_hub_id(base_model) else f"`{base_model}`"
     )
