@@ -21,17 +21,12 @@ import pytest
 import torch
 from PIL import Image
 
-from medvl_recipes.demo import (
-    DemoConfig,
-    DemoModels,
-    SessionFiles,
-    build_index,
-    delete_cached_file,
-    load_models,
-    read_upload,
-    resolve_sources,
-    siglip_match,
-)
+from medvl_recipes.demo.analysis import siglip_match
+from medvl_recipes.demo.cases import build_index
+from medvl_recipes.demo.models import DemoModels, load_models
+from medvl_recipes.demo.session_files import SessionFiles, delete_cached_file
+from medvl_recipes.demo.settings import DemoConfig, resolve_sources
+from medvl_recipes.demo.uploads import read_upload
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import dicom_to_image
 from tests.fixtures.factories import write_prepared_dataset
@@ -348,7 +343,7 @@ def test_load_models_reads_a_lora_adapter(tiny_models, tmp_path):
 
 
 def test_analyse_streams_the_greedy_report(tiny_models, tmp_path):
-    from medvl_recipes.demo import analyse
+    from medvl_recipes.demo.analysis import analyse
     from medvl_recipes.generation import generate_reports
 
     dataset = write_prepared_dataset(tmp_path / "dataset", n_train=2, n_val=4)

@@ -1,0 +1,36 @@
+# Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
+"""The demo's models: the report decoder and the SigLIP encoder, loaded by `medvl_recipes.modeling`."""
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from medvl_recipes.demo.settings import DemoConfig
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoModels:
+    """The loaded report model and encoder with their processors."""
+
+    decoder: torch.nn.Module
+    decoder_processor: object
+    encoder: torch.nn.Module
+    encoder_processor: object
+
+
+def load_models(config: DemoConfig) -> DemoModels:
+    """Load the decoder and encoder named by a resolved `config`.
+
+    Args:
+        config (`DemoConfig`): Settings with `decoder` and `encoder` set (see `resolve_sources`).
+    """
+    from medvl_recipes.modeling import load_decoder, load_encoder
+
+    decoder, decoder_processor = load_decoder(config.decoder)
+    encoder, encoder_processor = load_encoder(config.encoder)
+    logger.info("Loaded decoder %s and encoder %s", config.decoder, config.encoder)
+    return DemoModels(decoder, decoder_processor, encoder, encoder_processor)
