@@ -83,6 +83,16 @@ class SessionFiles:
                 self._add(session_hash, path)
         return path
 
+    def cache_file(self, session_hash: str | None, path: str | Path, component) -> str:
+        """Copy a file into Gradio's cache as `component` (a `gr.File`) would when it is returned, and record it
+        for the session. Returns the cached path to give the component instead.
+        """
+        with self._lock:
+            cached = component.move_resource_to_block_cache(str(path))
+            if session_hash is not None:
+                self._add(session_hash, cached)
+        return cached
+
     def release(self, session_hash: str | None, path: str | Path | None) -> None:
         """Drop a session's hold on one file (an upload once it is read) and delete the file if no session holds it."""
         if path is None:

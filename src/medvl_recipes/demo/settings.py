@@ -24,7 +24,13 @@ class DemoConfig:
         decoder (`str`, *optional*): Report model folder or Hub id (full model or LoRA adapter).
         encoder (`str`, *optional*): SigLIP folder or Hub id, used for similarity and the case index.
         index_dataset (`str`, *optional*): Prepared dataset folder or Hub dataset id to index.
-        index_split (`str`, *optional*, defaults to `"validation"`): Split of `index_dataset` to index.
+        index_split (`str`, *optional*, defaults to `"train"`): Split of `index_dataset` to index (similar cases).
+        calibration_split (`str`, *optional*, defaults to `"validation"`): Held-out split that calibrates the
+            out-of-distribution threshold and the image-report match score (see `cases.calibrate`).
+        ood_percentile (`float`, *optional*, defaults to `5`): Out-of-distribution threshold: this percentile of
+            the calibration images' best similarity to the index.
+        mask_fraction (`float`, *optional*, defaults to `0.1`): Height fraction of the top and bottom bands blanked
+            when a DICOM declares burned-in annotation and masking is on.
         index_limit (`int`, *optional*, defaults to `2000`): Index at most this many rows.
         max_new_tokens (`int`, *optional*, defaults to `128`): Generation length.
         top_k (`int`, *optional*, defaults to `3`): Similar cases shown.
@@ -48,7 +54,24 @@ class DemoConfig:
     index_dataset: str | None = field(
         default=None, metadata={"help": "Prepared dataset folder or Hub dataset id to index for similar cases."}
     )
-    index_split: str = field(default="validation", metadata={"help": "Split of the index dataset."})
+    index_split: str = field(
+        default="train", metadata={"help": "Split of the index dataset searched for similar cases (training cases)."}
+    )
+    calibration_split: str = field(
+        default="validation",
+        metadata={"help": "Held-out split that calibrates the out-of-distribution threshold and the match score."},
+    )
+    ood_percentile: float = field(
+        default=5.0,
+        metadata={
+            "help": "An image is flagged as unlike the training data when its best match is below this percentile "
+            "of the calibration images' best matches."
+        },
+    )
+    mask_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Height fraction of the top and bottom bands blanked when burned-in text is masked."},
+    )
     index_limit: int = field(default=2000, metadata={"help": "Index at most this many rows."})
     max_new_tokens: int = field(default=128, metadata={"help": "Generation length in tokens."})
     top_k: int = field(default=3, metadata={"help": "Similar cases shown."})
@@ -142,4 +165,6 @@ def launch_kwargs(config: DemoConfig, examples_dir: str | Path | None = None) ->
         "max_file_size": f"{config.max_upload_mb:g}mb",
         "allowed_paths": [str(examples_dir)] if examples_dir else None,
         "show_error": False,
+        # The run-history page would keep every upload's file name in the browser.
+        "run_history": False,
     }
