@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Evaluate checkpoints or predictions; `medvl eval compare A B` tests differences.",
     ),
     "push": ("medvl_recipes.hub.push", "Push a model, a dataset or the demo Space to the Hugging Face Hub."),
+    "review": ("medvl_recipes.review.app", "Expert review of generated reports (Gradio); `medvl review stats`."),
 }
 
 
