@@ -198,7 +198,9 @@ def test_push_model_dataset_space_and_read_back(hub, tiny_models, tmp_path, capf
     assert set(decoder_files) == expected
     assert f"Pushed {len(expected)} files to model tester/medvl-decoder" in logs.out
     space_files = hub.files("space", "tester/medvl-demo")
-    assert {"app.py", "README.md", "requirements.txt", "demo_config.json", "medvl_recipes/demo.py"} <= set(space_files)
+    assert {"app.py", "README.md", "requirements.txt", "demo_config.json", "medvl_recipes/demo/__init__.py"} <= set(
+        space_files
+    )
     assert json.loads(space_files["demo_config.json"])["decoder"] == "tester/medvl-decoder"
 
     # Cards: repo id, dataset link, eval results, Space metadata pointing at the pushed models.

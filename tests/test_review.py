@@ -233,3 +233,17 @@ def test_browser_two_reviewers_resume_and_a_third_sees_nothing(review_app, brows
     assert stats["agreement"]["reviewers"] == ["alice", "bob"] and stats["agreement"]["n_shared"] == 6
     for page in (alice, bob, carol):
         page.close()
+
+
+def test_three_reviewers_get_krippendorffs_alpha():
+    from medvl_recipes.review.stats import agreement
+
+    rows = [
+        {"reviewer": r, "case_id": c, "system": "A", "acceptability": score}
+        for r in ("alice", "bob", "carol")
+        for c, score in (("c1", 1), ("c2", 3), ("c3", 5))
+    ]
+    perfect = agreement(rows)
+    assert perfect["krippendorff_alpha_ordinal"] == pytest.approx(1.0)
+    rows[-1] = {**rows[-1], "acceptability": 1}  # carol disagrees on c3
+    assert agreement(rows)["krippendorff_alpha_ordinal"] < 0.9

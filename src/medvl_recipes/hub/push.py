@@ -188,7 +188,7 @@ def stage_space(
     decoder_id: str,
     encoder_id: str,
     dataset_id: str | None = None,
-    index_split: str = "validation",
+    index_split: str = "train",
     app_file: str | Path = APP_FILE,
     requirements: str | Path = SPACE_REQUIREMENTS,
 ) -> list[str]:
@@ -200,7 +200,7 @@ def stage_space(
         decoder_id (`str`): Hub id of the report model the Space loads.
         encoder_id (`str`): Hub id of the SigLIP encoder the Space loads.
         dataset_id (`str`, *optional*): Hub id of the dataset whose `index_split` is the similar-case index.
-        index_split (`str`, *optional*, defaults to `"validation"`): The split indexed for similar cases.
+        index_split (`str`, *optional*, defaults to `"train"`): The split indexed for similar cases (the demo calibrates on validation).
         app_file (`str` or `Path`, *optional*, defaults to `app.py`): The demo's Gradio app (the checkout's).
         requirements (`str` or `Path`, *optional*, defaults to `space/requirements.txt`): The Space's requirements.
     """
@@ -431,7 +431,7 @@ def _parser() -> argparse.ArgumentParser:
     space.add_argument("--decoder-id", required=True, help="Hub id of the report-generation model.")
     space.add_argument("--encoder-id", required=True, help="Hub id of the SigLIP encoder.")
     space.add_argument("--dataset-id", required=True, help="Hub id of the dataset indexed for similar cases.")
-    space.add_argument("--index-split", default="validation", help="Split of --dataset-id to index.")
+    space.add_argument("--index-split", default="train", help="Split of --dataset-id to index.")
     space.add_argument("--app-file", default=str(APP_FILE), help="The demo's app.py (default: ./app.py).")
     space.add_argument(
         "--requirements", default=str(SPACE_REQUIREMENTS), help="The Space's requirements (default: ./space/...)."
