@@ -17,6 +17,7 @@ loss normalisation or another engine's fallback fails the check.
 Where an engine cannot run on CPU the test is marked `gpu` and says why (FSDP: accelerate falls back to DDP).
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -51,6 +52,7 @@ ENGINE_FILES = {
 }
 ON_GPU = torch.cuda.device_count() >= 2
 slow, gpu = pytest.mark.slow, pytest.mark.gpu
+needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="pip install deepspeed")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +156,7 @@ def _engine_params(stages):
     params = []
     for stage in stages:
         for engine in ("ddp", "zero2", "zero3", "fsdp"):
-            marks = []
+            marks = [needs_deepspeed] if engine.startswith("zero") else []
             if engine == "fsdp":
                 marks.append(gpu)
             elif (engine, stage) not in {("ddp", "decoder"), ("zero2", "decoder")}:
@@ -183,7 +185,9 @@ def test_two_processes_match_one(engine, stage, tiny_models, data, single_proces
     check_against_single_process(engine, stage, out, single_process(stage), tiny_models, data)
 
 
-@pytest.mark.parametrize("engine", [pytest.param("zero3", marks=slow), pytest.param("fsdp", marks=gpu)])
+@pytest.mark.parametrize(
+    "engine", [pytest.param("zero3", marks=[slow, needs_deepspeed]), pytest.param("fsdp", marks=gpu)]
+)
 def test_resume_from_sharded_checkpoint(engine, tiny_models, data, tmp_path):
     """Stop after step 1, resume from the engine's sharded checkpoint-1: the same weights as 2 steps straight."""
     extra = ["--per_device_train_batch_size", "2", "--save_steps", "1"]
