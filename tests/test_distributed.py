@@ -30,7 +30,7 @@ from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 from medvl_recipes.collators import SiglipPairCollator, VisionSFTCollator
 from medvl_recipes.data.chat import load_chat_split
-from medvl_recipes.launch import FSDP_ON_CPU, accelerate_command
+from medvl_recipes.launch import FSDP_ON_CPU, accelerate_command, free_port
 from tests.fixtures.factories import write_chat_dataset, write_prepared_dataset
 
 
@@ -89,6 +89,7 @@ def launch(engine, stage, tiny_models, data, output_dir, *extra, num_processes=2
         CONFIGS / f"{engine}.yaml",
         recipe_args(stage, tiny_models, data, output_dir, *extra),
         num_processes=num_processes,
+        main_process_port=free_port(),
         cpu=cpu,
     )
     return run(["nice", "-n", "10", *argv], env, cwd=output_dir.parent)

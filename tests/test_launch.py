@@ -2,7 +2,6 @@
 """Multi-node: the Slurm launcher's commands from a fake Slurm environment, and a real 2-machine rendezvous."""
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from medvl_recipes.errors import MedvlError
-from medvl_recipes.launch import accelerate_command, slurm_command
+from medvl_recipes.launch import accelerate_command, free_port, slurm_command
 from tests.ddp_siglip_worker import make_pairs, reference_grads
 
 
@@ -120,16 +119,10 @@ def test_launch_slurm_script_refuses_a_missing_recipe(tmp_path):
     assert "recipes/llama-3.2-11b-vision/decoder/config_nope.yaml does not exist" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_machines_global_negatives_match_one_batch(tiny_models, tmp_path):
     """2 machines x 1 process on 127.0.0.1 (c10d), 2 micro-batches of 2 pairs each, `negatives: global`:
     the gradient equals one process on the 8 pairs as one batch."""
-    out, port = tmp_path / "grads.pt", _free_port()
+    out, port = tmp_path / "grads.pt", free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
     processes = []
     for rank in range(2):

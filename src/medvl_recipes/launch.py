@@ -16,6 +16,7 @@ Usage:
 import argparse
 import os
 import shlex
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -90,6 +91,7 @@ def accelerate_command(
             Processes over all machines; the config's value when unset.
         num_machines, machine_rank, main_process_ip, main_process_port, rdzv_backend:
             The rendezvous, as `accelerate launch` takes them; only passed when set (or `num_machines > 1`).
+            Pass a free `main_process_port` when other runs may share the host.
         cpu (`bool`):
             Add the engine's CPU override (`cpu_override`).
     """
@@ -102,6 +104,9 @@ def accelerate_command(
             raise MedvlError("a multi-node launch needs the main process address (MASTER_ADDR)")
         argv += ["--num_machines", str(num_machines), "--machine_rank", str(machine_rank)]
         argv += ["--main_process_ip", main_process_ip, "--main_process_port", str(main_process_port or DEFAULT_PORT)]
+    elif main_process_port is not None:
+        # One machine: accelerate's default port (29500) clashes with any other run on the same host.
+        argv += ["--main_process_port", str(main_process_port)]
         if distributed_type(accelerate_config) == "NO":
             # single_gpu.yaml has no data parallelism of its own; several machines need it.
             argv.append("--multi_gpu")
@@ -109,6 +114,13 @@ def accelerate_command(
         argv += ["--rdzv_backend", rdzv_backend]
     argv += ["-m", ENTRY_POINTS[script]] if script in ENTRY_POINTS else [str(script)]
     return [*argv, *script_args, *trainer], env
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a rendezvous that must not clash with other runs on this host."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _env_int(environ: Mapping[str, str], *names: str) -> int:
