@@ -1,5 +1,5 @@
 # medvl-recipes: `make quickstart` runs every stage on the embedded sample data; `make test` runs the checks.
-.PHONY: install quickstart test test-slow quality style clean help
+.PHONY: install quickstart test test-slow test-distributed quality style clean help
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -15,6 +15,7 @@ help:
 	@echo "make quickstart  run every stage on the embedded sample data into $(QS)/ (offline, CPU)"
 	@echo "make test        ruff (lint + format check) and pytest (offline, no slow/gpu tests)"
 	@echo "make test-slow   the slow tests too"
+	@echo "make test-distributed  every engine x stage on 2 CPU processes, multi-node and QLoRA (~6 min)"
 	@echo "make style       ruff format + fix"
 
 install: $(VENV)/.installed
@@ -80,6 +81,10 @@ test: quality
 
 test-slow: install
 	$(OFFLINE) $(BIN)/pytest -m "slow and not gpu"
+
+# DDP, ZeRO-2/3 x encoder/decoder through accelerate launch, ZeRO-3 resume, 2-machine rendezvous, QLoRA (CPU).
+test-distributed: install
+	$(OFFLINE) $(BIN)/pytest -m "not gpu" tests/test_distributed.py tests/test_launch.py tests/test_qlora.py
 
 clean:
 	rm -rf $(QS) .pytest_cache .ruff_cache

@@ -3,7 +3,8 @@
 
 `torchrun --standalone --nproc_per_node 2 tests/ddp_siglip_worker.py MODEL_DIR OUT.pt` runs one optimizer step of
 `SiglipContrastiveTrainer(negatives="global")` on 2 CPU processes (gloo) and saves the loss and the gradients
-(after DDP's all-reduce, before the optimizer step) from rank 0.
+(after DDP's all-reduce, before the optimizer step) from rank 0. `test_launch.py` runs the same worker as
+2 machines x 1 process through `accelerate launch --num_machines 2 --rdzv_backend c10d` on 127.0.0.1.
 """
 
 import sys

@@ -263,6 +263,12 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
+def _bitsandbytes_available() -> bool:
+    from transformers.utils import is_bitsandbytes_available
+
+    return is_bitsandbytes_available()
+
+
 def get_decoder(model_args, training_args=None) -> PreTrainedModel:
     """Load the decoder for training: dtype, optional 4-bit QLoRA, freezing, optional LoRA adapters.
 
@@ -280,9 +286,10 @@ def get_decoder(model_args, training_args=None) -> PreTrainedModel:
         raise MedvlError("load_in_8bit is not supported by the decoder recipes; use load_in_4bit (QLoRA)")
     if model_args.load_in_4bit and not model_args.use_peft:
         raise MedvlError("load_in_4bit (QLoRA) trains LoRA adapters on a frozen 4-bit model; set use_peft: true")
-    if model_args.load_in_4bit and not torch.cuda.is_available():
+    if model_args.load_in_4bit and not _bitsandbytes_available():
         raise MedvlError(
-            "load_in_4bit (QLoRA) needs a CUDA GPU (bitsandbytes 4-bit kernels); run on a GPU or use config_lora.yaml"
+            "load_in_4bit (QLoRA) needs bitsandbytes (CUDA, or its CPU backend): pip install bitsandbytes, "
+            "or use config_lora.yaml"
         )
     if model_args.use_peft and model_args.freeze_language_model:
         raise MedvlError(
@@ -300,8 +307,10 @@ def get_decoder(model_args, training_args=None) -> PreTrainedModel:
         from trl import get_quantization_config
 
         kwargs["quantization_config"] = get_quantization_config(model_args)
-        # A quantized model cannot be moved after loading: each process loads it onto its own GPU.
-        kwargs["device_map"] = {"": PartialState().local_process_index}
+        # A quantized model cannot be moved after loading: each process loads it where it trains (its own GPU, or
+        # the CPU with `use_cpu`), the device the training arguments resolved.
+        device = training_args.device if training_args is not None else PartialState().device
+        kwargs["device_map"] = {"": device}
     model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **kwargs)
     if getattr(model.config, "model_type", None) != "mllama":
         logger.warning(
