@@ -9,7 +9,6 @@ autocast then runs). `eval_steps`/`save_steps` drop to 1 with `max_steps` so tha
 evaluation and a checkpoint save.
 """
 
-import importlib
 import json
 import warnings
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 import yaml
 
 from medvl_recipes.cli import main as medvl
-from medvl_recipes.errors import MedvlError
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -117,17 +115,7 @@ def test_decoder_recipe_runs_as_written(recipe, tiny_models, small_chat_dir, tmp
     out = tmp_path / "out"
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
-    if yaml.safe_load(recipe.read_text()).get("load_in_4bit"):
-        import torch
-
-        if not torch.cuda.is_available():
-            # QLoRA needs bitsandbytes' CUDA kernels today; the refusal must be the one-line error, before any work.
-            decoder = importlib.import_module("medvl_recipes.train_decoder")
-            argv = ["--config", str(recipe), "--model_name_or_path", str(tiny_models["mllama"])]
-            argv += ["--dataset_name", str(small_chat_dir), "--output_dir", str(out), *CPU_OVERRIDES]
-            with pytest.raises(MedvlError, match=r"load_in_4bit \(QLoRA\) needs a CUDA GPU"):
-                decoder.cli(argv)
-            return
+    # QLoRA included: bitsandbytes' CPU backend runs 4-bit layers, so every decoder recipe trains here.
     assert _run("decoder", recipe, tiny_models["mllama"], small_chat_dir, out) == 0
     weights = ("model.safetensors", "adapter_model.safetensors")
     assert any((out / name).is_file() for name in weights)
