@@ -10,6 +10,7 @@ Usage:
 """
 
 import argparse
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -21,6 +22,30 @@ from medvl_recipes.modeling import adapter_base, parse_dtype
 
 
 logger = logging.getLogger(__name__)
+
+
+def _trained_model_args(adapter_dir: Path) -> dict:
+    run_args = adapter_dir / "run_args.json"
+    return json.loads(run_args.read_text()).get("model_args", {}) if run_args.is_file() else {}
+
+
+def _load_base(base_model: str, dtype, model_args: dict):
+    # A QLoRA adapter was trained against the 4-bit rounding of the base, not the base itself: merge it into the
+    # de-quantised 4-bit weights, so the merged model computes what the adapter model computed.
+    if not model_args.get("load_in_4bit"):
+        return AutoModelForImageTextToText.from_pretrained(base_model, dtype=dtype)
+    from trl import get_quantization_config
+
+    from medvl_recipes.configs import DecoderModelConfig
+
+    known = {k: v for k, v in model_args.items() if k in DecoderModelConfig.__dataclass_fields__}
+    quantized = AutoModelForImageTextToText.from_pretrained(
+        base_model,
+        quantization_config=get_quantization_config(DecoderModelConfig(**known)),
+        device_map={"": "cpu"},
+        dtype=dtype if dtype != "auto" else None,
+    )
+    return quantized.dequantize()
 
 
 def merge_adapter(
@@ -63,7 +88,7 @@ def merge_adapter(
     torch_dtype = parse_dtype(dtype)
     logger.info("merging %s into %s", adapter_dir, base_model)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(base_model, dtype=torch_dtype)
+        model = _load_base(base_model, torch_dtype, _trained_model_args(adapter_dir))
     except OSError as err:
         raise MedvlError(
             f"{config_path}: cannot load the base model {base_model!r} ({str(err).splitlines()[0]}); a relative base "
