@@ -31,6 +31,9 @@ class EncoderScriptArguments(ScriptArguments):
             Use only the first N training pairs (quick experiments).
         max_eval_samples (`int`, *optional*):
             Use only the first N validation pairs.
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Replace the output of another run in `output_dir` (its weights, adapter and checkpoints are deleted
+            first). Without it such a folder is refused, naming how the runs differ (`medvl_recipes.checkpoints`).
     """
 
     dataset_test_split: str = field(default="validation", metadata={"help": "Dataset split used for evaluation."})
@@ -47,6 +50,10 @@ class EncoderScriptArguments(ScriptArguments):
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training pairs."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation pairs."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace another run's output in output_dir (refused otherwise, naming the difference)."},
+    )
 
     def __post_init__(self):
         if self.max_length is not None and self.max_length < 1:
@@ -136,6 +143,9 @@ class DecoderScriptArguments(ScriptArguments):
             references, with the corpus BLEU of the whole test split (`quickstart`).
         sample_max_new_tokens (`int`, *optional*, defaults to `64`):
             `max_new_tokens` of those generations.
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Replace the output of another run in `output_dir` (its weights, adapter and checkpoints are deleted
+            first). Without it such a folder is refused, naming how the runs differ (`medvl_recipes.checkpoints`).
     """
 
     dataset_test_split: str = field(
@@ -154,6 +164,10 @@ class DecoderScriptArguments(ScriptArguments):
         default=0, metadata={"help": "After training, log N generated reports next to their references, and BLEU."}
     )
     sample_max_new_tokens: int = field(default=64, metadata={"help": "max_new_tokens of those generations."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace another run's output in output_dir (refused otherwise, naming the difference)."},
+    )
 
     def __post_init__(self):
         if self.loss_on not in ("assistant", "all"):

@@ -14,6 +14,7 @@ Usage:
     medvl train-decoder --config recipes/llama-3.2-11b-vision/decoder/config_smoke.yaml
 """
 
+import copy
 import dataclasses
 import logging
 import sys
@@ -21,11 +22,18 @@ import sys
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer, TrlParser
 
-from medvl_recipes.callbacks import TrainingStatsCallback
+from medvl_recipes.callbacks import RunIdentityCallback, TrainingStatsCallback
+from medvl_recipes.checkpoints import (
+    prepare_output_dir,
+    resolve_resume_checkpoint,
+    resume_weights_source,
+    run_identity,
+)
 from medvl_recipes.collators import VisionSFTCollator
 from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path
 from medvl_recipes.data.chat import load_chat_split
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
 from medvl_recipes.modeling import get_decoder, get_processor, save_checkpoint
 
@@ -35,11 +43,18 @@ logger = logging.getLogger(__name__)
 
 def main(script_args, training_args, model_args, recipe: str | None = None):
     set_seed(training_args.seed)
+    push_to_hub = take_over_push(training_args)
     if training_args.gradient_checkpointing and not training_args.gradient_checkpointing_kwargs:
         # Reentrant checkpointing needs inputs that require grad and breaks with frozen towers and DDP.
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
     if not script_args.dataset_name:
         raise MedvlError("dataset_name is not set; point it at a chat folder written by `medvl to-chat`")
+    identity = run_identity(script_args, training_args, model_args)
+    resume_from = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, identity)
+    with training_args.main_process_first(local=False, desc="output_dir check"):
+        prepare_output_dir(
+            training_args.output_dir, identity, overwrite=script_args.overwrite_output_dir, resume_from=resume_from
+        )
 
     # Data
     train_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_train_split)
@@ -50,7 +65,10 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
 
     # Processor and model
     processor = get_processor(model_args)
-    model = get_decoder(model_args, training_args)
+    # A full-weights checkpoint is loaded with from_pretrained, which maps its keys (see resume_weights_source).
+    weights_args = copy.copy(model_args)
+    weights_args.model_name_or_path = resume_weights_source(model_args.model_name_or_path, resume_from)
+    model = get_decoder(weights_args, training_args)
     collator = VisionSFTCollator(
         processor,
         max_length=training_args.max_length,
@@ -67,11 +85,12 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
         eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
         processing_class=processor,
         data_collator=collator,
+        callbacks=[RunIdentityCallback(identity)],
     )
     TrainingStatsCallback().add_to(trainer)
 
     # Train
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(result.metrics)
     if collator.num_dropped:
         logger.warning("%d training samples were dropped as too long for max_length", collator.num_dropped)
@@ -99,7 +118,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
 
-    # Model card
+    # Model card and push
     if trainer.is_world_process_zero():
         from medvl_recipes.hub.model_card import write_model_card
 
@@ -112,6 +131,8 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
             metrics=metrics,
             training_args=training_args.to_dict(),
         )
+        if push_to_hub:
+            push_training_output(training_args.output_dir, training_args)
     return metrics
 
 
