@@ -30,7 +30,7 @@ from medvl_recipes.checkpoints import (
     run_identity,
 )
 from medvl_recipes.collators import VisionSFTCollator
-from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path
+from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path, parse_recipe
 from medvl_recipes.data.chat import load_chat_split
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.hub.push import push_training_output, take_over_push
@@ -142,7 +142,7 @@ def build_parser() -> TrlParser:
 
 def cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    script_args, training_args, model_args = build_parser().parse_args_and_config(args=argv)
+    script_args, training_args, model_args = parse_recipe(build_parser(), argv)
     main(script_args, training_args, model_args, recipe=get_recipe_path(argv))
     return 0
 

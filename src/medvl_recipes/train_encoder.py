@@ -21,7 +21,13 @@ from trl import TrlParser
 from medvl_recipes.callbacks import RunIdentityCallback
 from medvl_recipes.checkpoints import prepare_output_dir, resolve_resume_checkpoint, run_identity
 from medvl_recipes.collators import SiglipPairCollator
-from medvl_recipes.configs import EncoderModelConfig, EncoderScriptArguments, SiglipTrainingConfig, get_recipe_path
+from medvl_recipes.configs import (
+    EncoderModelConfig,
+    EncoderScriptArguments,
+    SiglipTrainingConfig,
+    get_recipe_path,
+    parse_recipe,
+)
 from medvl_recipes.data.pairs import get_pair_datasets
 from medvl_recipes.hub.model_card import write_model_card
 from medvl_recipes.hub.push import push_training_output, take_over_push
@@ -115,11 +121,11 @@ def build_parser() -> TrlParser:
 
 def cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    script_args, training_args, model_args = build_parser().parse_args_and_config(args=argv)
+    script_args, training_args, model_args = parse_recipe(build_parser(), argv)
     main(script_args, training_args, model_args, recipe=get_recipe_path(argv))
     return 0
 
 
 if __name__ == "__main__":
-    script_args, training_args, model_args = build_parser().parse_args_and_config()
-    main(script_args, training_args, model_args, recipe=get_recipe_path(sys.argv[1:]))
+    setup_logging()
+    sys.exit(cli())

@@ -146,6 +146,10 @@ def load_predictions(path: str, max_samples: int | None = None) -> Samples:
                 raise MedvlError(f"{path}:{lineno}: missing field {key!r}; each line needs id, reference, generation")
         if not isinstance(row["generation"], str) or not isinstance(row["reference"], str | list):
             raise MedvlError(f"{path}:{lineno}: `generation` must be a string and `reference` a string or list")
+        if isinstance(row["reference"], list) and (
+            not row["reference"] or not all(isinstance(ref, str) for ref in row["reference"])
+        ):
+            raise MedvlError(f"{path}:{lineno}: `reference` is a list, so it needs one or more reference strings")
         ids.append(str(row["id"]))
         refs.append(row["reference"])
         gens.append(row["generation"])
