@@ -387,6 +387,7 @@ def test_training_runs_push_once_and_never_the_token(hub, tiny_models, tmp_path,
             if name.endswith(".bin"):
                 torch.load(io.BytesIO(content), weights_only=False)  # would fail on anything but a pickle
         assert not [name for name in files if name.endswith("training_args.bin") or "checkpoint-" in name]
+        assert "run_identity.json" not in files  # it names local paths
     # What stays on disk is token-free too: every training_args.bin the Trainer pickled, final and per checkpoint.
     pickles = sorted(tmp_path.glob("*/**/training_args.bin"))
     assert len(pickles) == 2 * 3  # (final + checkpoint-1 + checkpoint-2) x 2 runs

@@ -186,6 +186,8 @@ def test_resume_true_and_path_also_resume(kind, tiny_models, data, tmp_path, mon
     steps.clear()
     assert medvl(argv(tiny_models, data, out, "--resume_from_checkpoint", str(out / "checkpoint-2"))) == 0
     assert steps == [3, 4]
+    # Resuming a finished run would train 0 steps and report success: refused.
+    assert medvl(argv(tiny_models, data, out, "--resume_from_checkpoint", "last")) == 2
 
 
 def test_checkpoint_of_another_run_is_refused_naming_the_difference(tiny_models, data, tmp_path, capsys):
@@ -239,3 +241,23 @@ def test_output_dir_of_another_run_is_refused_unless_overwrite(tiny_models, data
     (out / "run_identity.json").unlink()
     assert medvl(decoder_argv(tiny_models, data, out, *full)) == 2
     assert "no run_identity.json" in capsys.readouterr().err
+
+
+def test_files_fingerprint_hashes_small_files_whole_and_samples_the_ends_of_big_ones(tmp_path):
+    from medvl_recipes.checkpoints import files_fingerprint
+
+    path = tmp_path / "shard.safetensors"
+
+    def fingerprint(content: bytes, **sizes) -> str:
+        path.write_bytes(content)
+        return files_fingerprint([path], tmp_path, **sizes)
+
+    data = bytes(range(100))
+    small = {"full_up_to": 1000, "sample": 4}
+    big = {"full_up_to": 10, "sample": 4}
+    changed = {i: data[:i] + b"\xff" + data[i + 1 :] for i in (1, 50, 98)}
+    assert all(fingerprint(changed[i], **small) != fingerprint(data, **small) for i in changed)
+    assert fingerprint(changed[1], **big) != fingerprint(data, **big)
+    assert fingerprint(changed[98], **big) != fingerprint(data, **big)
+    assert fingerprint(changed[50], **big) == fingerprint(data, **big)  # the documented blind spot
+    assert fingerprint(data + b"\x00", **big) != fingerprint(data, **big)  # sizes count

@@ -96,8 +96,36 @@ WEIGHT_PATTERNS = (
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
+def files_fingerprint(files, root: str | Path, full_up_to: int = 64 << 20, sample: int = 8 << 20) -> str:
+    """A short SHA-256 over files' paths (relative to `root`), sizes and contents.
+
+    Files up to `full_up_to` bytes are hashed whole; larger ones (weight shards, parquet files with embedded images)
+    by their first and last `sample` bytes, which differ whenever two trainings' weights or two datasets' rows do, so
+    a 20 GB checkpoint is fingerprinted in well under a second.
+
+    Args:
+        files (iterable of `Path`): The files, in a stable order.
+        root (`str` or `Path`): What their recorded paths are relative to.
+        full_up_to (`int`, *optional*, defaults to 64 MiB): Hash smaller files whole.
+        sample (`int`, *optional*, defaults to 8 MiB): Bytes hashed from each end of a larger file.
+    """
+    digest = hashlib.sha256()
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{Path(file).relative_to(root).as_posix()}\0{size}\0".encode())
+        with open(file, "rb") as f:
+            if size <= full_up_to:
+                while chunk := f.read(1 << 22):
+                    digest.update(chunk)
+            else:
+                digest.update(f.read(sample))
+                f.seek(size - sample)
+                digest.update(f.read(sample))
+    return digest.hexdigest()[:16]
+
+
 def dataset_fingerprint(name_or_path: str | None) -> str | None:
-    """A short SHA-256 of a local dataset folder's row files (or the Hub id of a remote one).
+    """A `files_fingerprint` of a local dataset folder's row files (`*.jsonl`, `*.parquet`, ...), or its Hub id.
 
     Args:
         name_or_path (`str`, *optional*): A prepared-dataset or chat folder, a data file, or a Hub dataset id.
@@ -108,17 +136,11 @@ def dataset_fingerprint(name_or_path: str | None) -> str | None:
     if not path.exists():
         return f"hub:{name_or_path}"
     base = path if path.is_dir() else path.parent
-    files = sorted(p for p in path.rglob("*") if p.suffix in DATA_SUFFIXES) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for file in files:
-        rel = file.relative_to(base)
-        if not file.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        digest.update(rel.as_posix().encode() + b"\0")
-        with open(file, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
+    candidates = sorted(p for p in path.rglob("*") if p.suffix in DATA_SUFFIXES) if path.is_dir() else [path]
+    files = [
+        p for p in candidates if p.is_file() and not any(part.startswith(".") for part in p.relative_to(base).parts)
+    ]
+    return files_fingerprint(files, base)
 
 
 def _plain(args) -> dict[str, Any]:
@@ -216,7 +238,9 @@ def _check_same_run(checkpoint: Path, identity: dict[str, Any]) -> None:
         )
 
 
-def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str | Path, identity: dict[str, Any]) -> str | None:
+def resolve_resume_checkpoint(
+    resume_from_checkpoint, output_dir: str | Path, identity: dict[str, Any], max_steps: int | None = None
+) -> str | None:
     """The checkpoint folder a run resumes from, checked to belong to this run; `None` for a fresh start.
 
     Args:
@@ -224,6 +248,8 @@ def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str | Path, id
             `output_dir`), a `checkpoint-N` path, or `None`/`false`.
         output_dir (`str` or `Path`): The run's output folder.
         identity (`dict`): This run's `run_identity`.
+        max_steps (`int`, *optional*): The run's `max_steps`; a checkpoint already there is refused (it would
+            train 0 steps and report success).
     """
     if resume_from_checkpoint is None or resume_from_checkpoint is False:
         return None
@@ -250,7 +276,18 @@ def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str | Path, id
                 "checkpoint-N folder of this run, or 'last'"
             )
     _check_same_run(checkpoint, identity)
-    logger.info("Resuming from %s", checkpoint)
+    try:
+        step = json.loads((checkpoint / TRAINER_STATE_FILE).read_text()).get("global_step", 0)
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise MedvlError(
+            f"{checkpoint / TRAINER_STATE_FILE}: not a trainer state; resume from another checkpoint"
+        ) from err
+    if max_steps is not None and 0 < max_steps <= step:
+        raise MedvlError(
+            f"{checkpoint} is at step {step} and max_steps={max_steps}, so resuming would train 0 steps; raise "
+            "max_steps to train on, or resume from an earlier checkpoint"
+        )
+    logger.info("Resuming from %s (step %d)", checkpoint, step)
     return str(checkpoint)
 
 
@@ -271,6 +308,11 @@ def resume_weights_source(model_name_or_path: str, checkpoint: str | None) -> st
     if checkpoint is None or (Path(checkpoint) / "adapter_config.json").is_file():
         return model_name_or_path
     if (Path(checkpoint) / "config.json").is_file():
+        logger.info(
+            "Loading the weights of %s with from_pretrained; the Trainer's own reload of them that follows maps no "
+            "keys, so its 'missing keys' / 'unexpected keys' warnings change nothing",
+            checkpoint,
+        )
         return checkpoint
     return model_name_or_path
 
@@ -317,3 +359,30 @@ def prepare_output_dir(
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
     output_dir.mkdir(parents=True, exist_ok=True)
     write_run_identity(output_dir, identity)
+
+
+def start_run(script_args, training_args, model_args) -> tuple[dict[str, Any], str | None]:
+    """The start of both trainers: this run's identity, the checkpoint it resumes from, and a checked output folder.
+
+    Resolves `training_args.resume_from_checkpoint` (`resolve_resume_checkpoint`), then checks and records the
+    output folder (`prepare_output_dir`, honouring `script_args.overwrite_output_dir`) on the main process first,
+    so that other ranks only see the folder once it is settled.
+
+    Args:
+        script_args, training_args, model_args: The entry point's parsed dataclasses.
+
+    Returns:
+        `(identity, resume_from)`: give `identity` to `RunIdentityCallback`, `resume_from` to `trainer.train`.
+    """
+    identity = run_identity(script_args, training_args, model_args)
+    resume_from = resolve_resume_checkpoint(
+        training_args.resume_from_checkpoint, training_args.output_dir, identity, max_steps=training_args.max_steps
+    )
+    with training_args.main_process_first(local=False, desc="output_dir check"):
+        prepare_output_dir(
+            training_args.output_dir,
+            identity,
+            overwrite=getattr(script_args, "overwrite_output_dir", False),
+            resume_from=resume_from,
+        )
+    return identity, resume_from

@@ -23,19 +23,14 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer, TrlParser
 
 from medvl_recipes.callbacks import RunIdentityCallback, TrainingStatsCallback
-from medvl_recipes.checkpoints import (
-    prepare_output_dir,
-    resolve_resume_checkpoint,
-    resume_weights_source,
-    run_identity,
-)
+from medvl_recipes.checkpoints import resume_weights_source, start_run
 from medvl_recipes.collators import VisionSFTCollator
 from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path, parse_recipe
 from medvl_recipes.data.chat import load_chat_split
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
-from medvl_recipes.modeling import get_decoder, get_processor, save_checkpoint
+from medvl_recipes.modeling import check_checkpoint, get_decoder, get_processor, save_checkpoint
 
 
 logger = logging.getLogger(__name__)
@@ -49,12 +44,8 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
     if not script_args.dataset_name:
         raise MedvlError("dataset_name is not set; point it at a chat folder written by `medvl to-chat`")
-    identity = run_identity(script_args, training_args, model_args)
-    resume_from = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, identity)
-    with training_args.main_process_first(local=False, desc="output_dir check"):
-        prepare_output_dir(
-            training_args.output_dir, identity, overwrite=script_args.overwrite_output_dir, resume_from=resume_from
-        )
+    check_checkpoint(model_args.model_name_or_path, "model_name_or_path")
+    identity, resume_from = start_run(script_args, training_args, model_args)
 
     # Data
     train_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_train_split)

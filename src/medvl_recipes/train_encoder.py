@@ -19,7 +19,7 @@ from transformers import set_seed
 from trl import TrlParser
 
 from medvl_recipes.callbacks import RunIdentityCallback
-from medvl_recipes.checkpoints import prepare_output_dir, resolve_resume_checkpoint, run_identity
+from medvl_recipes.checkpoints import start_run
 from medvl_recipes.collators import SiglipPairCollator
 from medvl_recipes.configs import (
     EncoderModelConfig,
@@ -32,7 +32,7 @@ from medvl_recipes.data.pairs import get_pair_datasets
 from medvl_recipes.hub.model_card import write_model_card
 from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
-from medvl_recipes.modeling import get_encoder
+from medvl_recipes.modeling import check_checkpoint, get_encoder
 from medvl_recipes.retrieval import write_retrieval_before_after
 from medvl_recipes.trainers import SiglipContrastiveTrainer
 
@@ -47,12 +47,8 @@ def main(script_args, training_args, model_args, recipe: str | None = None) -> d
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
     push_to_hub = take_over_push(training_args)
-    identity = run_identity(script_args, training_args, model_args)
-    resume_from = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir, identity)
-    with training_args.main_process_first(local=False, desc="output_dir check"):
-        prepare_output_dir(
-            training_args.output_dir, identity, overwrite=script_args.overwrite_output_dir, resume_from=resume_from
-        )
+    check_checkpoint(model_args.model_name_or_path, "model_name_or_path")
+    identity, resume_from = start_run(script_args, training_args, model_args)
 
     # Data
     do_eval = training_args.eval_strategy != "no" or training_args.retrieval_eval

@@ -232,22 +232,16 @@ GENERATION_IDENTITY_FILE = "generation_identity.json"
 
 
 def _weights_digest(path: str) -> str | None:
-    # Two runs of one recipe write weight files of equal names and sizes: hash each file's first and last MiB too,
-    # which differ whenever the weights do, without reading a 20 GB checkpoint.
+    # Two runs of one recipe write weight files of equal names and sizes: their content decides.
+    from medvl_recipes.checkpoints import files_fingerprint
+
     folder = Path(path)
     if not folder.is_dir():
         return None
-    digest = hashlib.sha256()
-    for file in sorted(folder.iterdir()):
-        if file.suffix not in {".safetensors", ".bin"} or file.name == "training_args.bin":
-            continue
-        size = file.stat().st_size
-        digest.update(f"{file.name}\0{size}\0".encode())
-        with open(file, "rb") as f:
-            digest.update(f.read(1 << 20))
-            f.seek(max(0, size - (1 << 20)))
-            digest.update(f.read())
-    return digest.hexdigest()[:16]
+    weights = sorted(
+        f for f in folder.iterdir() if f.suffix in {".safetensors", ".bin"} and f.name != "training_args.bin"
+    )
+    return files_fingerprint(weights, folder)
 
 
 def generation_identity(args: EvalArguments, decoder_info: dict) -> dict:

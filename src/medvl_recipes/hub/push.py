@@ -31,8 +31,16 @@ from medvl_recipes.hub.model_card import MODEL_INDEX_FILE, update_model_card, wr
 
 logger = logging.getLogger(__name__)
 
-# Trainer state that is useless on the Hub; `training_args.bin` is a pickle that can hold `hub_token`.
-MODEL_EXCLUDE = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"}
+# Trainer state that is useless on the Hub; `training_args.bin` is a pickle that can hold `hub_token`, and
+# `run_identity.json` (medvl_recipes.checkpoints) names local model and data paths.
+MODEL_EXCLUDE = {
+    "training_args.bin",
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state.pth",
+    "run_identity.json",
+}
 MODEL_EXCLUDE_DIRS = {"runs", ".cache", "__pycache__"}
 # The demo's files live in the repository, not in the package: `medvl push space` reads them from a checkout.
 APP_FILE = Path("app.py")
