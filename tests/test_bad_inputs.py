@@ -272,12 +272,12 @@ CASES = [
     ("train: output/resume", "enc-resume-not-a-checkpoint", encoder("--resume_from_checkpoint", "{tmp}"),
      "is not a checkpoint folder"),
     ("train: output/resume", "dec-resume-other-run", decoder("--resume_from_checkpoint", "{checkpoint}",
-     setup=fake_output({"model": "other/model", "data": "x", "args": {}}, checkpoint=True)),
-     "belongs to another run (model other/model ->"),
+     setup=fake_output({"model": "other/model", "model_fingerprint": "hub:other/model@main", "args": {}},
+                       checkpoint=True)), "belongs to another run (model other/model (hub:other/model@main) ->"),
     ("train: output/resume", "enc-resume-no-identity", encoder("--resume_from_checkpoint", "{checkpoint}",
      setup=fake_output(None, checkpoint=True)), "has no run_identity.json"),
     ("train: output/resume", "enc-output-other-run", encoder(
-     setup=fake_output({"model": "other/model", "data": "x", "args": {"seed": 1}})), "holds another run's output"),
+     setup=fake_output({"model_fingerprint": "x", "data": "x", "args": {"seed": 1}})), "holds another run's output"),
     ("train: output/resume", "dec-output-unknown-run", decoder(
      setup=fake_output(None, files=("adapter_config.json", "adapter_model.safetensors"))),
      "no run_identity.json"),

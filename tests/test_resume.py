@@ -4,6 +4,7 @@ checkpoints and output folders of another run are refused, naming the difference
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +116,10 @@ def decoder_argv(tiny_models, data, out, *extra, dataset="decoder"):
 ARGV = {"encoder": encoder_argv, "decoder": decoder_argv}
 
 
+def kind_model(kind: str) -> str:
+    return "siglip" if kind == "encoder" else "mllama"
+
+
 def run_until_first_checkpoint_then_kill(argv: list[str], out: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, *argv], env=env, stderr=subprocess.PIPE, text=True)
@@ -164,7 +169,7 @@ def test_sigkill_after_first_checkpoint_resumes_to_uninterrupted_weights(
 
     expected, resumed = load_file(reference / "model.safetensors"), load_file(out / "model.safetensors")
     assert expected.keys() == resumed.keys()
-    initial = load_file(next(Path(tiny_models["siglip" if kind == "encoder" else "mllama"]).glob("*.safetensors")))
+    initial = load_file(next(Path(tiny_models[kind_model(kind)]).glob("*.safetensors")))
     max_dw = max((expected[k] - resumed[k]).abs().max().item() for k in expected)
     assert max_dw <= 1e-6, max_dw
     # Training did move the weights, so equality is not two untrained copies.
@@ -184,7 +189,9 @@ def test_resume_true_and_path_also_resume(kind, tiny_models, data, tmp_path, mon
     assert medvl(argv(tiny_models, data, out, "--resume_from_checkpoint", "true")) == 0
     assert steps == [3, 4] and step_losses(out).keys() == {1, 2, 3, 4}
     steps.clear()
-    assert medvl(argv(tiny_models, data, out, "--resume_from_checkpoint", str(out / "checkpoint-2"))) == 0
+    # The same base model in another folder is the same run (its files decide, not its path).
+    moved = {**tiny_models, kind_model(kind): shutil.copytree(tiny_models[kind_model(kind)], tmp_path / "moved")}
+    assert medvl(argv(moved, data, out, "--resume_from_checkpoint", str(out / "checkpoint-2"))) == 0
     assert steps == [3, 4]
     # Resuming a finished run would train 0 steps and report success: refused.
     assert medvl(argv(tiny_models, data, out, "--resume_from_checkpoint", "last")) == 2
@@ -237,6 +244,11 @@ def test_output_dir_of_another_run_is_refused_unless_overwrite(tiny_models, data
     (out / "adapter_model.safetensors").write_bytes(b"stale")
     assert medvl(decoder_argv(tiny_models, data, out, *full)) == 0
     assert not list(out.glob("adapter_*"))
+    # A run that failed before saving anything leaves only its identity, which protects nothing.
+    failed = tmp_path / "failed"
+    assert medvl(decoder_argv(tiny_models, data, failed, *full, "--max_length", "8")) == 2  # cuts the image token
+    assert [p.name for p in failed.iterdir()] == ["run_identity.json"]
+    assert medvl(decoder_argv(tiny_models, data, failed, *full)) == 0
     # A folder with training output but no identity (another tool, an older version) is refused too.
     (out / "run_identity.json").unlink()
     assert medvl(decoder_argv(tiny_models, data, out, *full)) == 2

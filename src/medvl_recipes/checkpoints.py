@@ -143,6 +143,28 @@ def dataset_fingerprint(name_or_path: str | None) -> str | None:
     return files_fingerprint(files, base)
 
 
+def model_fingerprint(name_or_path: str | None, revision: str | None = None) -> str | None:
+    """A `files_fingerprint` of a local model folder's config and weights (so a moved folder is the same model and
+    another model in the same place is not), or `hub:<id>@<revision>` for a Hub id.
+
+    Args:
+        name_or_path (`str`, *optional*): A model folder or Hub id.
+        revision (`str`, *optional*): The Hub revision.
+    """
+    if not name_or_path:
+        return None
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return f"hub:{name_or_path}@{revision or 'main'}"
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.name in ("config.json", "adapter_config.json")
+        or (p.suffix in (".safetensors", ".bin") and p.name != "training_args.bin")
+    )
+    return files_fingerprint(files, folder)
+
+
 def _plain(args) -> dict[str, Any]:
     values = args.to_dict() if hasattr(args, "to_dict") else dataclasses.asdict(args)
     # JSON round trip: enums and paths become the strings they are written as.
@@ -156,15 +178,14 @@ def run_identity(script_args, training_args, model_args) -> dict[str, Any]:
         script_args, training_args, model_args: The entry point's parsed dataclasses (`hub_token` already moved
             out, see `hub.push.move_token_to_environment`).
     """
-    model = model_args.model_name_or_path
-    if model and Path(model).exists():
-        model = str(Path(model).resolve())
     args = {}
     for group in (script_args, training_args, model_args):
         args.update({key: value for key, value in _plain(group).items() if key not in NOT_IDENTITY})
     return {
-        "model": model,
-        "model_revision": getattr(model_args, "model_revision", None),
+        "model": model_args.model_name_or_path,
+        "model_fingerprint": model_fingerprint(
+            model_args.model_name_or_path, getattr(model_args, "model_revision", None)
+        ),
         "data": dataset_fingerprint(script_args.dataset_name),
         "dataset_name": script_args.dataset_name,
         "args": args,
@@ -177,8 +198,11 @@ def identity_differences(saved: dict[str, Any], current: dict[str, Any], limit: 
     Arguments present in only one of them (another library version) are not differences.
     """
     differences = []
-    if saved.get("model") != current.get("model") or saved.get("model_revision") != current.get("model_revision"):
-        differences.append(f"model {saved.get('model')} -> {current.get('model')}")
+    if saved.get("model_fingerprint") != current.get("model_fingerprint"):
+        differences.append(
+            f"model {saved.get('model')} ({saved.get('model_fingerprint')}) -> {current.get('model')} "
+            f"({current.get('model_fingerprint')})"
+        )
     if saved.get("data") != current.get("data"):
         differences.append(
             f"data fingerprint {saved.get('data')} ({saved.get('dataset_name')}) -> {current.get('data')} "
@@ -318,9 +342,10 @@ def resume_weights_source(model_name_or_path: str, checkpoint: str | None) -> st
 
 
 def _training_outputs(output_dir: Path) -> list[str]:
+    # A run_identity.json alone is a run that failed before saving anything: nothing to protect.
     names = {p.name for pattern in WEIGHT_PATTERNS for p in output_dir.glob(pattern)}
     names |= {p.name for p in list_checkpoints(output_dir)}
-    names |= {name for name in (RUN_IDENTITY_FILE, TRAINER_STATE_FILE) if (output_dir / name).exists()}
+    names |= {TRAINER_STATE_FILE} if (output_dir / TRAINER_STATE_FILE).exists() else set()
     return sorted(names)
 
 
