@@ -301,6 +301,18 @@ def test_push_refuses_token_in_files_and_missing_token(hub, tiny_models, tmp_pat
     assert hub.repos == {}
 
 
+def test_wrong_token_is_one_line_naming_the_repo(hub, tiny_models, tmp_path, monkeypatch, capsys):
+    encoder, _, _, _ = _trained_dirs(tiny_models, tmp_path)
+    wrong = "hf_" + "w" * 34
+    monkeypatch.setenv("HF_TOKEN", wrong)
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and wrong not in err
+    (line,) = [line for line in err.splitlines() if ": error: " in line]
+    assert "the Hub refused the push to model tester/enc (HTTP 401)" in line and "write access" in line
+    assert hub.repos == {}
+
+
 def test_server_rejects_writes_without_the_token(hub):
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError

@@ -152,28 +152,36 @@ def step_losses(out: Path) -> dict[int, float]:
     return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
 
 
-@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [("encoder", ()), ("decoder", ()), ("decoder", ("--use_peft", "true", "--learning_rate", "0.05"))],
+    ids=["encoder", "decoder", "decoder-lora"],
+)
 def test_sigkill_after_first_checkpoint_resumes_to_uninterrupted_weights(
-    kind, tiny_models, data, tmp_path, monkeypatch
+    kind, extra, tiny_models, data, tmp_path, monkeypatch
 ):
     argv = ARGV[kind]
     reference = tmp_path / "reference"
-    assert medvl(argv(tiny_models, data, reference)) == 0
+    assert medvl(argv(tiny_models, data, reference, *extra)) == 0
 
     out = tmp_path / "killed"
-    run_until_first_checkpoint_then_kill(argv(tiny_models, data, out), out)
-    assert not (out / "checkpoint-4").exists() and not (out / "model.safetensors").exists()
+    run_until_first_checkpoint_then_kill(argv(tiny_models, data, out, *extra), out)
+    weights = "adapter_model.safetensors" if extra else "model.safetensors"
+    assert not (out / "checkpoint-4").exists() and not (out / weights).exists()
     steps = record_steps(monkeypatch)
-    assert medvl(argv(tiny_models, data, out, "--resume_from_checkpoint", "last")) == 0
+    assert medvl(argv(tiny_models, data, out, *extra, "--resume_from_checkpoint", "last")) == 0
     assert steps == [3, 4]  # it resumed; a restart from scratch would reach the same weights too
 
-    expected, resumed = load_file(reference / "model.safetensors"), load_file(out / "model.safetensors")
+    expected, resumed = load_file(reference / weights), load_file(out / weights)
     assert expected.keys() == resumed.keys()
-    initial = load_file(next(Path(tiny_models[kind_model(kind)]).glob("*.safetensors")))
     max_dw = max((expected[k] - resumed[k]).abs().max().item() for k in expected)
     assert max_dw <= 1e-6, max_dw
     # Training did move the weights, so equality is not two untrained copies.
-    assert max((expected[k] - initial[k]).abs().max().item() for k in expected if k in initial) > 1e-4
+    if extra:
+        assert max(v.abs().max().item() for k, v in expected.items() if "lora_B" in k) > 1e-4
+    else:
+        initial = load_file(next(Path(tiny_models[kind_model(kind)]).glob("*.safetensors")))
+        assert max((expected[k] - initial[k]).abs().max().item() for k in expected if k in initial) > 1e-4
     # The steps after the checkpoint are the same steps: same losses.
     ref_losses, resumed_losses = step_losses(reference), step_losses(out)
     for step in (3, 4):

@@ -308,27 +308,39 @@ def upload_staged(
         raise MedvlError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run)")
     staging_dir = Path(staging_dir)
     _check_no_token(staging_dir, token)
+    from huggingface_hub.errors import HfHubHTTPError
+
     api = HfApi(token=token)
-    api.create_repo(
-        repo_id,
-        repo_type=repo_type,
-        private=private,
-        exist_ok=True,
-        space_sdk="gradio" if repo_type == "space" else None,
-    )
-    if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
     operations = [
         CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(staging_dir / rel))
         for rel in _list_files(staging_dir)
     ]
-    info = api.create_commit(
-        repo_id,
-        operations=operations,
-        commit_message=commit_message or f"Upload {repo_type} with medvl-recipes",
-        repo_type=repo_type,
-        revision=revision,
-    )
+    try:
+        api.create_repo(
+            repo_id,
+            repo_type=repo_type,
+            private=private,
+            exist_ok=True,
+            space_sdk="gradio" if repo_type == "space" else None,
+        )
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        info = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=commit_message or f"Upload {repo_type} with medvl-recipes",
+            repo_type=repo_type,
+            revision=revision,
+        )
+    except HfHubHTTPError as err:
+        status = getattr(err.response, "status_code", None)
+        hint = (
+            "check that the token (HF_TOKEN or `hf auth login`) is valid and has write access to it"
+            if status in (401, 403)
+            else "check the repo id and your connection"
+        )
+        # The server's first line only: the token is never part of it.
+        raise MedvlError(f"the Hub refused the push to {repo_type} {repo_id} (HTTP {status}); {hint}") from err
     logger.info("Pushed %d files to %s (%s)", len(operations), repo_id, info.commit_url)
     return info.commit_url
 
@@ -390,14 +402,20 @@ def push_training_output(output_dir: str | Path, training_args, *, dataset_id: s
     repo_id = training_args.hub_model_id or Path(output_dir).name
     with tempfile.TemporaryDirectory(prefix="medvl-push-") as staging_dir:
         stage_model(output_dir, staging_dir, repo_id=repo_id, dataset_id=dataset_id)
-        return upload_staged(
-            staging_dir,
-            repo_id=repo_id,
-            repo_type="model",
-            private=bool(training_args.hub_private_repo),
-            revision=getattr(training_args, "hub_revision", None),
-            commit_message="End of training",
-        )
+        try:
+            return upload_staged(
+                staging_dir,
+                repo_id=repo_id,
+                repo_type="model",
+                private=bool(training_args.hub_private_repo),
+                revision=getattr(training_args, "hub_revision", None),
+                commit_message="End of training",
+            )
+        except MedvlError as err:
+            raise MedvlError(
+                f"{err}; the trained model is saved in {output_dir}: push it with `medvl push model {output_dir} "
+                f"--repo-id {repo_id}`"
+            ) from err
 
 
 def push(kind: str, args: argparse.Namespace) -> PushResult:
