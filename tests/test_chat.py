@@ -61,3 +61,42 @@ def test_to_chat_cli(tmp_path):
     )
     assert main(["to-chat", "--dataset", str(dataset), "--output-dir", str(tmp_path / "c")]) == 0
     assert len((tmp_path / "c" / "train.jsonl").read_text().splitlines()) == 4
+
+
+def test_to_chat_failure_leaves_the_previous_output_whole(tmp_path, capsys):
+    from medvl_recipes.cli import main
+
+    good = write_prepared_dataset(tmp_path / "good", n_train=4, n_val=2, seed=3)
+    out = tmp_path / "chat"
+    assert main(["to-chat", "--dataset", str(good), "--output-dir", str(out)]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # A prepared dataset whose last validation row lost its text: the run fails after writing the train split.
+    bad = write_prepared_dataset(tmp_path / "bad", n_train=6, n_val=3, seed=4)
+    path = next((bad / "data").glob("validation-*.parquet"))
+    table = pq.read_table(path)
+    texts = table.column("text").to_pylist()
+    texts[-1] = None
+    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", [texts]), path)
+    capsys.readouterr()
+    assert main(["to-chat", "--dataset", str(bad), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert "Traceback" not in err and len(errors) == 1
+    assert "validation-00000-of-00001.parquet row 3" in errors[0] and "field `text` is empty" in errors[0]
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "chat", "good"]  # no temporary folder left
+    # A successful rerun replaces the whole folder: no stale images or splits of the old output survive.
+    (out / "test.jsonl").write_text("")
+    texts[-1] = "Restored report."
+    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", [texts]), path)
+    assert main(["to-chat", "--dataset", str(bad), "--output-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.jsonl")) == ["train.jsonl", "validation.jsonl"]
+    assert len(list((out / "images").iterdir())) == 9
+    # A folder holding anything else is never replaced.
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(["to-chat", "--dataset", str(bad), "--output-dir", str(other)]) == 2
+    assert "not a `medvl to-chat` output (keep.txt)" in capsys.readouterr().err
+    assert (other / "keep.txt").read_text() == "mine"

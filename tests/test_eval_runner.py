@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import sacrebleu
 
@@ -171,6 +172,59 @@ def test_crash_mid_run_loses_no_generations(tmp_path, dataset_dir, monkeypatch):
     requested.clear()
     runner.cli([*argv, "--resume"])
     assert requested == []
+
+
+def test_resume_reuses_only_generations_of_the_same_decoder_data_and_prompt(tmp_path, dataset_dir, monkeypatch):
+    monkeypatch.setattr(
+        "medvl_recipes.modeling.load_decoder", lambda *a, **k: (SimpleNamespace(config=SimpleNamespace()), None)
+    )
+    # Two decoders of one recipe: same file names and sizes, different weights.
+    decoders = {}
+    for name, fill in (("a", b"\x01"), ("b", b"\x02")):
+        decoders[name] = tmp_path / f"decoder-{name}"
+        decoders[name].mkdir()
+        (decoders[name] / "config.json").write_text("{}")
+        (decoders[name] / "model.safetensors").write_bytes(fill * 4096)
+    # The same ids with one reference changed: another dataset version.
+    other_data = tmp_path / "other-data"
+    shutil.copytree(dataset_dir, other_data)
+    split_file = next((other_data / "data").glob("validation-*.parquet"))
+    table = pq.read_table(split_file)
+    texts = table.column("text").to_pylist()
+    texts[0] = "A corrected report."
+    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", [texts]), split_file)
+    out = tmp_path / "run"
+
+    def argv(decoder="a", dataset=dataset_dir, *extra):
+        return [
+            "--decoder", str(decoders[decoder]), "--dataset", str(dataset), "--output-dir", str(out),
+            "--n-resamples", "0", "--metrics", "bleu", "--plots", "false", *extra,
+        ]  # fmt: skip
+
+    calls = []
+    monkeypatch.setattr(runner, "_generate", lambda m, p, images, a: calls.append(len(images)) or ["r"] * len(images))
+    runner.cli(argv())
+    assert sum(calls) == 8 and (out / runner.GENERATION_IDENTITY_FILE).is_file()
+    cases = [
+        (argv("b"), "decoder_weights"),
+        (argv("a", other_data), "dataset"),
+        (argv("a", dataset_dir, "--prompt", "Describe the image."), "prompt None -> 'Describe the image.'"),
+        (argv("a", dataset_dir, "--max-new-tokens", "16"), "max_new_tokens 128 -> 16"),
+    ]
+    for bad, difference in cases:
+        with pytest.raises(MedvlError, match="made by another run") as err:
+            runner.cli([*bad, "--resume"])
+        assert difference in str(err.value)
+    calls.clear()
+    runner.cli([*argv(), "--resume"])
+    assert calls == []  # same decoder, data and prompt: everything reused
+    # Generations nobody can vouch for are not reused either.
+    (out / runner.GENERATION_IDENTITY_FILE).unlink()
+    with pytest.raises(MedvlError, match="no generation_identity.json"):
+        runner.cli([*argv(), "--resume"])
+    # Without --resume another decoder simply generates again.
+    runner.cli(argv("b"))
+    assert sum(calls) == 8
 
 
 def test_eval_on_tiny_checkpoints_writes_everything(tmp_path, dataset_dir, tiny_models, capsys):

@@ -5,6 +5,7 @@ Pushes run in-process (with huggingface_hub's endpoint patched to the server); t
 Python process whose `HF_ENDPOINT` points at the server, exactly as a user's would.
 """
 
+import io
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from huggingface_hub import ModelCard, SpaceCard, constants
 
 from medvl_recipes.cli import main as medvl
 from medvl_recipes.hub.model_card import write_model_card
-from tests.fixtures.factories import write_prepared_dataset
+from tests.fixtures.factories import write_chat_dataset, write_prepared_dataset
 from tests.hub_server import HubServer
 
 
@@ -282,12 +283,35 @@ def test_push_refuses_token_in_files_and_missing_token(hub, tiny_models, tmp_pat
     assert "notes.txt contains your Hugging Face token" in err and TOKEN not in err
     assert hub.repos == {}
 
+    # Any token, not only the one in use: a pasted `hf_` + 34 letters/digits is refused as well.
+    (encoder / "notes.txt").write_text("old token: hf_" + "aB3" * 11 + "z\n")
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc"]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt contains what looks like a Hugging Face token" in err and "aB3aB3" not in err
+    assert hub.repos == {}
+    # Shorter `hf_` words (identifiers, prose) are not tokens.
+    (encoder / "notes.txt").write_text("see hf_hub_download and hf_" + "x" * 29 + "\n")
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc", "--dry-run", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+
     (encoder / "notes.txt").unlink()
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
     assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc"]) == 2
     assert "no Hugging Face token: set HF_TOKEN" in capsys.readouterr().err
+    assert hub.repos == {}
+
+
+def test_wrong_token_is_one_line_naming_the_repo(hub, tiny_models, tmp_path, monkeypatch, capsys):
+    encoder, _, _, _ = _trained_dirs(tiny_models, tmp_path)
+    wrong = "hf_" + "w" * 34
+    monkeypatch.setenv("HF_TOKEN", wrong)
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and wrong not in err
+    (line,) = [line for line in err.splitlines() if ": error: " in line]
+    assert "the Hub refused the push to model tester/enc (HTTP 401)" in line and "write access" in line
     assert hub.repos == {}
 
 
@@ -332,3 +356,59 @@ def test_token_scan_finds_needles_across_chunk_borders(tmp_path, chunk_size):
             assert _file_contains(path, needle, chunk_size)
     for needle in (b"\x05", b"\x00\x01\x02\x03\x00\x01\x02\x03\x00\x01\x02"):
         assert _file_contains(path, needle, chunk_size) == (needle in data)
+
+
+def test_training_runs_push_once_and_never_the_token(hub, tiny_models, tmp_path, monkeypatch, capfd):
+    """`--push_to_hub true --hub_token T` on both trainers: the card and weights arrive, T is in no file anywhere."""
+    # Only --hub_token authenticates (the trainers move it to HF_TOKEN; monkeypatch restores it afterwards).
+    monkeypatch.setenv("HF_TOKEN", "")
+    smoke = Path(__file__).resolve().parents[1] / "recipes" / "llama-3.2-11b-vision" / "decoder" / "config_smoke.yaml"
+    pairs = write_prepared_dataset(tmp_path / "pairs", n_train=4, n_val=2)
+    chat = write_chat_dataset(tmp_path / "chat", n_train=4, n_val=2)
+    common = ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--hub_strategy", "every_save"]
+    common += ["--push_to_hub", "true", "--hub_token", TOKEN, "--report_to", "none", "--disable_tqdm", "true"]
+    runs = {
+        "tester/enc": [
+            "train-encoder",
+            *("--model_name_or_path", str(tiny_models["siglip"]), "--dataset_name", str(pairs)),
+            *("--output_dir", str(tmp_path / "enc"), "--use_cpu", "true", "--per_device_train_batch_size", "2"),
+            *("--eval_strategy", "no", "--retrieval_eval", "false"),
+        ],
+        "tester/dec": [
+            "train-decoder",
+            *("--config", str(smoke), "--model_name_or_path", str(tiny_models["mllama"])),
+            *("--dataset_name", str(chat), "--output_dir", str(tmp_path / "dec"), "--num_sample_generations", "0"),
+            "--per_device_train_batch_size",
+            "2",
+        ],
+    }
+    for repo_id, argv in runs.items():
+        assert medvl([*argv, *common, "--hub_model_id", repo_id]) == 0, repo_id
+    logs = capfd.readouterr()
+    assert TOKEN not in logs.out + logs.err
+
+    for repo_id in runs:
+        repo = hub.repos[("model", repo_id)]
+        # One commit: the staged, token-scanned push at the end; the Trainer's own pushes never ran.
+        assert [c["message"] for c in repo.commits.values()] == ["initial commit", "End of training"]
+        files = hub.files("model", repo_id)
+        assert "README.md" in files and "model.safetensors" in files and "config.json" in files
+        assert (
+            "medvl-recipes" in files["README.md"].decode() and f'model_id = "{repo_id}"' in files["README.md"].decode()
+        )
+        for name, content in files.items():
+            assert TOKEN.encode() not in content, name
+            if name.endswith(".bin"):
+                torch.load(io.BytesIO(content), weights_only=False)  # would fail on anything but a pickle
+        assert not [name for name in files if name.endswith("training_args.bin") or "checkpoint-" in name]
+        assert "run_identity.json" not in files  # it names local paths
+    # What stays on disk is token-free too: every training_args.bin the Trainer pickled, final and per checkpoint.
+    pickles = sorted(tmp_path.glob("*/**/training_args.bin"))
+    assert len(pickles) == 2 * 3  # (final + checkpoint-1 + checkpoint-2) x 2 runs
+    for path in pickles:
+        args = torch.load(path, weights_only=False)
+        assert args.hub_token is None and TOKEN not in repr(vars(args)), path
+        assert TOKEN.encode() not in path.read_bytes(), path
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path

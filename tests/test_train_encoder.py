@@ -131,7 +131,7 @@ def test_image_size_interpolates_position_embeddings(tiny_models, dataset_dir, t
     ("extra", "message"),
     [
         (["--text_column", "caption"], "no column(s) ['caption']"),
-        (["--dataset_test_split", "test"], "no 'test' split"),
+        (["--dataset_test_split", "test"], "has no split 'test'"),
         (["--max_length", "128"], "max_length=128 exceeds the text tower's 64 positions"),
     ],
 )

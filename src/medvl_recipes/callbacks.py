@@ -1,14 +1,17 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
-"""Trainer callbacks: throughput, the share of tokens that carry a loss, and peak memory in the training logs."""
+"""Trainer callbacks: training statistics in the logs (throughput, label share, peak memory); run identity in checkpoints."""
 
 import logging
 import resource
 import sys
 import time
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from medvl_recipes.checkpoints import write_run_identity
 from medvl_recipes.collators import IGNORE_INDEX
 
 
@@ -87,3 +90,24 @@ class TrainingStatsCallback(TrainerCallback):
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(stats)
         self._tokens, self._label_tokens, self._since = 0, 0, now
+
+
+class RunIdentityCallback(TrainerCallback):
+    """Write the run's identity (`checkpoints.run_identity`) into every checkpoint the Trainer saves.
+
+    `on_save` fires after the Trainer has written the checkpoint's weights, optimizer, scheduler, RNG states and
+    `trainer_state.json`, so a checkpoint holding `run_identity.json` is complete; `resume_from_checkpoint` only
+    resumes from such checkpoints, and only from this run's.
+
+    Args:
+        identity (`dict`): The run's `run_identity(script_args, training_args, model_args)`.
+    """
+
+    def __init__(self, identity: dict) -> None:
+        self.identity = identity
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if checkpoint.is_dir():
+                write_run_identity(checkpoint, self.identity)

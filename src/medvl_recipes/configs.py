@@ -4,10 +4,18 @@
 A recipe YAML is the flat union of the fields of the dataclasses its entry point hands to `TrlParser`.
 """
 
+import dataclasses
+import difflib
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import yaml
 from transformers import TrainingArguments
 from trl import ModelConfig, ScriptArguments
+
+from medvl_recipes.errors import MedvlError
 
 
 NEGATIVES_CHOICES = ("local", "accumulated", "global")
@@ -31,6 +39,9 @@ class EncoderScriptArguments(ScriptArguments):
             Use only the first N training pairs (quick experiments).
         max_eval_samples (`int`, *optional*):
             Use only the first N validation pairs.
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Replace the output of another run in `output_dir` (its weights, adapter and checkpoints are deleted
+            first). Without it such a folder is refused, naming how the runs differ (`medvl_recipes.checkpoints`).
     """
 
     dataset_test_split: str = field(default="validation", metadata={"help": "Dataset split used for evaluation."})
@@ -47,6 +58,10 @@ class EncoderScriptArguments(ScriptArguments):
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training pairs."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation pairs."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace another run's output in output_dir (refused otherwise, naming the difference)."},
+    )
 
     def __post_init__(self):
         if self.max_length is not None and self.max_length < 1:
@@ -136,6 +151,9 @@ class DecoderScriptArguments(ScriptArguments):
             references, with the corpus BLEU of the whole test split (`quickstart`).
         sample_max_new_tokens (`int`, *optional*, defaults to `64`):
             `max_new_tokens` of those generations.
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Replace the output of another run in `output_dir` (its weights, adapter and checkpoints are deleted
+            first). Without it such a folder is refused, naming how the runs differ (`medvl_recipes.checkpoints`).
     """
 
     dataset_test_split: str = field(
@@ -154,6 +172,10 @@ class DecoderScriptArguments(ScriptArguments):
         default=0, metadata={"help": "After training, log N generated reports next to their references, and BLEU."}
     )
     sample_max_new_tokens: int = field(default=64, metadata={"help": "max_new_tokens of those generations."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace another run's output in output_dir (refused otherwise, naming the difference)."},
+    )
 
     def __post_init__(self):
         if self.loss_on not in ("assistant", "all"):
@@ -204,3 +226,111 @@ def get_recipe_path(argv: list[str]) -> str | None:
         if arg.startswith("--config="):
             return arg.split("=", 1)[1]
     return None
+
+
+class _ArgumentError(Exception):
+    """argparse's complaint, raised instead of printing the whole usage and exiting."""
+
+
+def _raise_argument_error(message: str):
+    raise _ArgumentError(message)
+
+
+def _field_types(parser) -> dict[str, Any]:
+    hints = {}
+    for dataclass_type in parser.dataclass_types:
+        try:
+            resolved = typing.get_type_hints(dataclass_type)
+        except (NameError, TypeError):
+            resolved = {}
+        hints.update({f.name: resolved.get(f.name, f.type) for f in dataclasses.fields(dataclass_type) if f.init})
+    return hints
+
+
+def _scalar_type(hint) -> type | None:
+    # `int`, `float | None`, `Optional[bool]` -> the scalar type; anything richer -> None (not checked here).
+    options = [hint] if isinstance(hint, type) else [a for a in typing.get_args(hint) if a is not type(None)]
+    return options[0] if len(options) == 1 and options[0] in (int, float, bool, str) else None
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_recipe_file(path: str, types: dict[str, Any]) -> None:
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise MedvlError(f"recipe {path}: no such file; pass a YAML under recipes/") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise MedvlError(f"recipe {path}: not valid YAML{where} ({getattr(err, 'problem', None) or err})") from err
+    if not isinstance(config, dict):
+        raise MedvlError(f"recipe {path}: must be a mapping of `key: value` lines, got {type(config).__name__}")
+    for key, value in config.items():
+        if key == "env":
+            if not isinstance(value, dict):
+                raise MedvlError(f"recipe {path}: `env` must be a mapping of environment variables")
+            continue
+        if key not in types:
+            raise MedvlError(
+                f"recipe {path}: unknown key {key!r}{_suggest(str(key), types)}; remove it or fix its name"
+            )
+        expected = _scalar_type(types[key])
+        if value is None or expected in (None, str) or isinstance(value, str):
+            continue  # strings are converted (and checked) by argparse like command-line values
+        if isinstance(value, bool):
+            matches = expected is bool
+        else:
+            matches = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        if not matches:
+            raise MedvlError(f"recipe {path}: {key} must be {expected.__name__}, got {value!r}")
+
+
+def _check_flags(argv: list[str], types: dict[str, Any]) -> None:
+    options = (
+        set(types) | {"config", "help"} | {f"no_{name}" for name, hint in types.items() if _scalar_type(hint) is bool}
+    )
+    for token in argv:
+        if not token.startswith("--") or token == "--":
+            continue
+        name = token[2:].split("=", 1)[0].replace("-", "_")
+        # Exact names only: argparse would take `--freeze_vision` for `--freeze_vision_tower`, and a prefix that
+        # names one option today names two after the next library upgrade.
+        if name not in options:
+            longer = sorted(option for option in options if option.startswith(name))
+            hint = f" (did you mean {longer[0]!r}?)" if len(longer) == 1 else _suggest(name, options)
+            raise MedvlError(f"unknown option --{name}{hint}; see --help for the options")
+
+
+def parse_recipe(parser, argv: list[str]) -> tuple:
+    """Parse `--config RECIPE.yaml` and flags with a `TrlParser`; every mistake is one `MedvlError` line.
+
+    Unknown recipe keys and flags get a "did you mean" suggestion, recipe values of the wrong type (`max_length:
+    true`) are refused instead of reaching the model, and argparse or `__post_init__` complaints (`negatives`,
+    `loss_on`, bf16 on CPU, ...) become one line instead of a usage dump or a traceback.
+
+    Args:
+        parser (`trl.TrlParser`): The entry point's parser.
+        argv (`list[str]`): The command line after the command name.
+
+    Returns:
+        `tuple`: the parsed dataclasses, in the parser's order.
+    """
+    types = _field_types(parser)
+    recipe = get_recipe_path(argv)
+    if recipe is not None:
+        _check_recipe_file(recipe, types)
+    flags = [arg for i, arg in enumerate(argv) if not (arg == "--config" or (i > 0 and argv[i - 1] == "--config"))]
+    _check_flags(flags, types)
+    where = f"recipe {recipe}" if recipe else "arguments"
+    parser.error = _raise_argument_error
+    try:
+        return parser.parse_args_and_config(args=argv)
+    except _ArgumentError as err:
+        raise MedvlError(f"{where}: {err}") from err
+    except (ValueError, TypeError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MedvlError(f"{where}: {message}") from err

@@ -337,12 +337,18 @@ def get_decoder(model_args, training_args=None) -> PreTrainedModel:
     return model
 
 
+_FULL_WEIGHT_FILES = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin", "config.json")
+_ADAPTER_FILES = ("adapter_model.*", "adapter_config.json")
+
+
 def save_checkpoint(trainer, processor, output_dir: str | Path, *, run_args: dict[str, Any]) -> Path:
     """Save what a decoder run produced: weights, processor, generation config and all the arguments.
 
     LoRA runs save the adapter (`adapter_model.safetensors`, `adapter_config.json`), others the full weights
     (`model.safetensors` shards). `run_args.json` records the script, training and model arguments; the trainer's
-    own `training_args.bin` and the `trainer_state.json` log history are written too.
+    own `training_args.bin` and the `trainer_state.json` log history are written too. Weights of the other kind
+    left in `output_dir` by an earlier run are deleted first: `load_decoder` prefers an `adapter_config.json`, so a
+    stale adapter would otherwise shadow a later full run.
 
     Args:
         trainer (`transformers.Trainer`):
@@ -355,10 +361,15 @@ def save_checkpoint(trainer, processor, output_dir: str | Path, *, run_args: dic
             `{"script_args": ..., "training_args": ..., "model_args": ...}`, JSON-serialisable.
     """
     output_dir = Path(output_dir)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_world_process_zero() and output_dir.is_dir():
+        stale = _FULL_WEIGHT_FILES if hasattr(model, "peft_config") else _ADAPTER_FILES
+        for path in (p for pattern in stale for p in output_dir.glob(pattern)):
+            logger.warning("Deleting %s, left by an earlier run of another kind", path)
+            path.unlink()
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
-        model = trainer.accelerator.unwrap_model(trainer.model)
         model.generation_config.save_pretrained(output_dir)
         # The loss curve and the callbacks' statistics, also when no intermediate checkpoint was saved.
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))

@@ -14,6 +14,7 @@ Usage:
     medvl train-decoder --config recipes/llama-3.2-11b-vision/decoder/config_smoke.yaml
 """
 
+import copy
 import dataclasses
 import logging
 import sys
@@ -21,13 +22,15 @@ import sys
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer, TrlParser
 
-from medvl_recipes.callbacks import TrainingStatsCallback
+from medvl_recipes.callbacks import RunIdentityCallback, TrainingStatsCallback
+from medvl_recipes.checkpoints import resume_weights_source, start_run
 from medvl_recipes.collators import VisionSFTCollator
-from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path
+from medvl_recipes.configs import DecoderModelConfig, DecoderScriptArguments, get_recipe_path, parse_recipe
 from medvl_recipes.data.chat import load_chat_split
 from medvl_recipes.errors import MedvlError
+from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
-from medvl_recipes.modeling import get_decoder, get_processor, save_checkpoint
+from medvl_recipes.modeling import check_checkpoint, get_decoder, get_processor, save_checkpoint
 
 
 logger = logging.getLogger(__name__)
@@ -35,11 +38,14 @@ logger = logging.getLogger(__name__)
 
 def main(script_args, training_args, model_args, recipe: str | None = None):
     set_seed(training_args.seed)
+    push_to_hub = take_over_push(training_args)
     if training_args.gradient_checkpointing and not training_args.gradient_checkpointing_kwargs:
         # Reentrant checkpointing needs inputs that require grad and breaks with frozen towers and DDP.
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
     if not script_args.dataset_name:
         raise MedvlError("dataset_name is not set; point it at a chat folder written by `medvl to-chat`")
+    check_checkpoint(model_args.model_name_or_path, "model_name_or_path")
+    identity, resume_from = start_run(script_args, training_args, model_args)
 
     # Data
     train_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_train_split)
@@ -50,7 +56,10 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
 
     # Processor and model
     processor = get_processor(model_args)
-    model = get_decoder(model_args, training_args)
+    # A full-weights checkpoint is loaded with from_pretrained, which maps its keys (see resume_weights_source).
+    weights_args = copy.copy(model_args)
+    weights_args.model_name_or_path = resume_weights_source(model_args.model_name_or_path, resume_from)
+    model = get_decoder(weights_args, training_args)
     collator = VisionSFTCollator(
         processor,
         max_length=training_args.max_length,
@@ -67,11 +76,12 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
         eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
         processing_class=processor,
         data_collator=collator,
+        callbacks=[RunIdentityCallback(identity)],
     )
     TrainingStatsCallback().add_to(trainer)
 
     # Train
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(result.metrics)
     if collator.num_dropped:
         logger.warning("%d training samples were dropped as too long for max_length", collator.num_dropped)
@@ -99,7 +109,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
 
-    # Model card
+    # Model card and push
     if trainer.is_world_process_zero():
         from medvl_recipes.hub.model_card import write_model_card
 
@@ -112,6 +122,8 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
             metrics=metrics,
             training_args=training_args.to_dict(),
         )
+        if push_to_hub:
+            push_training_output(training_args.output_dir, training_args)
     return metrics
 
 
@@ -121,7 +133,7 @@ def build_parser() -> TrlParser:
 
 def cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    script_args, training_args, model_args = build_parser().parse_args_and_config(args=argv)
+    script_args, training_args, model_args = parse_recipe(build_parser(), argv)
     main(script_args, training_args, model_args, recipe=get_recipe_path(argv))
     return 0
 

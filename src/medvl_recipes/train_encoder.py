@@ -16,17 +16,23 @@ from pathlib import Path
 
 import transformers
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
+from medvl_recipes.callbacks import RunIdentityCallback
+from medvl_recipes.checkpoints import start_run
 from medvl_recipes.collators import SiglipPairCollator
-from medvl_recipes.configs import EncoderModelConfig, EncoderScriptArguments, SiglipTrainingConfig, get_recipe_path
+from medvl_recipes.configs import (
+    EncoderModelConfig,
+    EncoderScriptArguments,
+    SiglipTrainingConfig,
+    get_recipe_path,
+    parse_recipe,
+)
 from medvl_recipes.data.pairs import get_pair_datasets
-from medvl_recipes.errors import MedvlError
 from medvl_recipes.hub.model_card import write_model_card
-from medvl_recipes.hub.push import move_token_to_environment, push_training_output
+from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
-from medvl_recipes.modeling import get_encoder
+from medvl_recipes.modeling import check_checkpoint, get_encoder
 from medvl_recipes.retrieval import write_retrieval_before_after
 from medvl_recipes.trainers import SiglipContrastiveTrainer
 
@@ -35,29 +41,14 @@ logger = logging.getLogger(__name__)
 RETRIEVAL_FILE = "retrieval_before_after.json"
 
 
-def _resume_path(training_args) -> str | None:
-    resume = training_args.resume_from_checkpoint
-    if resume is None or str(resume).lower() in {"false", "none", ""}:
-        return None
-    if str(resume).lower() in {"true", "last"}:
-        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-        if last is None:
-            raise MedvlError(f"resume_from_checkpoint={resume}: no checkpoint-* folder in {training_args.output_dir}")
-        return last
-    if not Path(resume).is_dir():
-        raise MedvlError(
-            f"resume_from_checkpoint={resume} is not a checkpoint folder; pass a checkpoint-N path or 'last'"
-        )
-    return resume
-
-
 def main(script_args, training_args, model_args, recipe: str | None = None) -> dict:
     # Seed and logging
     setup_logging()
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
-    move_token_to_environment(training_args)
-    resume_from = _resume_path(training_args)
+    push_to_hub = take_over_push(training_args)
+    check_checkpoint(model_args.model_name_or_path, "model_name_or_path")
+    identity, resume_from = start_run(script_args, training_args, model_args)
 
     # Data
     do_eval = training_args.eval_strategy != "no" or training_args.retrieval_eval
@@ -80,6 +71,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None) -> d
         eval_dataset=eval_dataset,
         data_collator=collator,
         processing_class=processor,
+        callbacks=[RunIdentityCallback(identity)],
     )
     before = trainer.evaluate(metric_key_prefix="eval") if eval_dataset is not None else {}
 
@@ -114,7 +106,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None) -> d
             metrics=metrics,
             training_args=training_args.to_sanitized_dict(),
         )
-        if training_args.push_to_hub:
+        if push_to_hub:
             push_training_output(training_args.output_dir, training_args)
     return metrics
 
@@ -125,11 +117,11 @@ def build_parser() -> TrlParser:
 
 def cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    script_args, training_args, model_args = build_parser().parse_args_and_config(args=argv)
+    script_args, training_args, model_args = parse_recipe(build_parser(), argv)
     main(script_args, training_args, model_args, recipe=get_recipe_path(argv))
     return 0
 
 
 if __name__ == "__main__":
-    script_args, training_args, model_args = build_parser().parse_args_and_config()
-    main(script_args, training_args, model_args, recipe=get_recipe_path(sys.argv[1:]))
+    setup_logging()
+    sys.exit(cli())

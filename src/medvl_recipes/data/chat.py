@@ -5,14 +5,17 @@
 
 Each line holds a system turn, a user turn (image + an instruction phrasing picked deterministically per sample
 from the prompt set) and the assistant turn (the report), plus `images` (paths relative to the JSONL file's
-folder) and `findings`.
+folder) and `findings`. The folder is written as a temporary sibling and renamed into place on success, so a
+failed run leaves the previous output whole and never half-written JSONL.
 """
 
 import argparse
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +188,51 @@ def write_chat_dataset(
     by_split: dict[str, list[Path]] = {}
     for file in files:
         by_split.setdefault(file.name.split("-")[0], []).append(file)
-    image_dir = output_dir / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    _check_replaceable(output_dir)
+    staging = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        counts = _write_splits(by_split, staging, prompts, system_prompt, seed, show_progress)
+        _replace_folder(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for split, count in counts.items():
+        logger.info("wrote %d %s conversations to %s", count, split, output_dir / f"{split}.jsonl")
+    return output_dir
+
+
+def _check_replaceable(output_dir: Path) -> None:
+    # Replacing the folder deletes it: only ever replace an earlier to-chat output (or an empty folder).
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise MedvlError(f"--output-dir {output_dir} is a file; pass a folder")
+    foreign = sorted(p.name for p in output_dir.iterdir() if not (p.suffix == ".jsonl" or p.name == "images"))
+    if foreign:
+        raise MedvlError(
+            f"--output-dir {output_dir} holds files that are not a `medvl to-chat` output ({', '.join(foreign[:3])}); "
+            "pass a new or empty folder"
+        )
+
+
+def _replace_folder(staging: Path, output_dir: Path) -> None:
+    # Two renames on one filesystem: a reader sees the old folder or the new one, never a mix.
+    old = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}"
+    if output_dir.exists():
+        os.replace(output_dir, old)
+    os.replace(staging, output_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_splits(
+    by_split: dict[str, list[Path]], out_dir: Path, prompts, system_prompt, seed, show_progress
+) -> dict[str, int]:
+    image_dir = out_dir / "images"
+    image_dir.mkdir(parents=True)
+    counts = {}
     for split, split_files in by_split.items():
         count = 0
-        with (output_dir / f"{split}.jsonl").open("w", encoding="utf-8") as out:
+        with (out_dir / f"{split}.jsonl").open("w", encoding="utf-8") as out:
             for file in split_files:
                 parquet = pq.ParquetFile(file)
                 missing = {"image", "text", "id"} - set(parquet.schema_arrow.names)
@@ -197,12 +240,22 @@ def write_chat_dataset(
                     raise MedvlError(
                         f"{file}: missing column(s) {sorted(missing)}; expected a `medvl prepare` dataset"
                     )
-                progress = tqdm(total=parquet.metadata.num_rows, desc=f"to-chat {split}", disable=not show_progress)
-                for batch in parquet.iter_batches(batch_size=256):
-                    for row in batch.to_pylist():
+                with tqdm(
+                    total=parquet.metadata.num_rows, desc=f"to-chat {split}", disable=not show_progress
+                ) as progress:
+                    for row_number, row in enumerate(
+                        (row for batch in parquet.iter_batches(batch_size=256) for row in batch.to_pylist()), start=1
+                    ):
+                        where = f"{file} row {row_number} (id {row['id']!r})"
                         image = row["image"] or {}
                         if not image.get("bytes"):
-                            raise MedvlError(f"{file}: row id {row['id']!r} has no image bytes")
+                            raise MedvlError(f"{where}: field `image` has no image bytes; rerun `medvl prepare`")
+                        if not isinstance(row["text"], str) or not row["text"].strip():
+                            raise MedvlError(
+                                f"{where}: field `text` is empty; rerun `medvl prepare`, which drops such rows"
+                            )
+                        if not isinstance(row["id"], str) or not row["id"]:
+                            raise MedvlError(f"{where}: field `id` must be a non-empty string")
                         name = _image_file_name(row["id"])
                         (image_dir / name).write_bytes(image["bytes"])
                         line = {
@@ -215,10 +268,9 @@ def write_chat_dataset(
                         }
                         out.write(json.dumps(line, ensure_ascii=False) + "\n")
                         count += 1
-                    progress.update(batch.num_rows)
-                progress.close()
-        logger.info("wrote %d %s conversations to %s", count, split, output_dir / f"{split}.jsonl")
-    return output_dir
+                        progress.update(1)
+        counts[split] = count
+    return counts
 
 
 def cli(argv: list[str] | None = None) -> int:

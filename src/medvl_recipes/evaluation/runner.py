@@ -160,6 +160,10 @@ def load_predictions(path: str, max_samples: int | None = None) -> Samples:
                 raise MedvlError(f"{path}:{lineno}: missing field {key!r}; each line needs id, reference, generation")
         if not isinstance(row["generation"], str) or not isinstance(row["reference"], str | list):
             raise MedvlError(f"{path}:{lineno}: `generation` must be a string and `reference` a string or list")
+        if isinstance(row["reference"], list) and (
+            not row["reference"] or not all(isinstance(ref, str) for ref in row["reference"])
+        ):
+            raise MedvlError(f"{path}:{lineno}: `reference` is a list, so it needs one or more reference strings")
         ids.append(str(row["id"]))
         refs.append(row["reference"])
         gens.append(row["generation"])
@@ -240,19 +244,82 @@ def _read_finished(output_dir: Path) -> dict[str, str]:
     return done
 
 
+GENERATION_IDENTITY_FILE = "generation_identity.json"
+
+
+def _weights_digest(path: str) -> str | None:
+    # Two runs of one recipe write weight files of equal names and sizes: their content decides.
+    from medvl_recipes.checkpoints import files_fingerprint
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    weights = sorted(
+        f for f in folder.iterdir() if f.suffix in {".safetensors", ".bin"} and f.name != "training_args.bin"
+    )
+    return files_fingerprint(weights, folder)
+
+
+def generation_identity(args: EvalArguments, decoder_info: dict) -> dict:
+    """What decides a decoder's generations: the decoder (name, revision, weights), the data and the prompt.
+
+    Written next to `generations.jsonl` as `generation_identity.json`; `--resume` reuses generations only when the
+    identity of the new run is the same.
+
+    Args:
+        args (`EvalArguments`): `dataset`, `split`, `prompt`, `system_prompt`, `max_new_tokens`.
+        decoder_info (`dict`): `_model_info` of the loaded decoder.
+    """
+    from medvl_recipes.checkpoints import dataset_fingerprint
+
+    return {
+        "decoder": args.decoder,
+        "decoder_revision": decoder_info.get("revision"),
+        "decoder_weights": _weights_digest(args.decoder),
+        "dataset": dataset_fingerprint(args.dataset),
+        "split": args.split,
+        "prompt": args.prompt,
+        "system_prompt": args.system_prompt,
+        "max_new_tokens": args.max_new_tokens,
+    }
+
+
+def _check_reusable(output_dir: Path, identity: dict, num_reused: int) -> None:
+    path = output_dir / GENERATION_IDENTITY_FILE
+    if not path.is_file():
+        raise MedvlError(
+            f"--resume: {output_dir} has {num_reused} generations but no {GENERATION_IDENTITY_FILE} saying which "
+            "decoder, data and prompt made them; run without --resume to generate them again"
+        )
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise MedvlError(f"{path}: not valid JSON ({err.msg}); run without --resume to generate again") from err
+    changed = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in identity.items() if saved.get(key) != value]
+    if changed:
+        raise MedvlError(
+            f"--resume: the generations in {output_dir} were made by another run ({'; '.join(changed)}); run without "
+            "--resume, or pass another --output-dir"
+        )
+
+
 def _generation_line(sample_id: str, reference, generation: str) -> str:
     return json.dumps({"id": sample_id, "reference": reference, "generation": generation}) + "\n"
 
 
-def generate_with_resume(model, processor, samples: Samples, args: EvalArguments) -> list[str]:
+def generate_with_resume(
+    model, processor, samples: Samples, args: EvalArguments, identity: dict | None = None
+) -> list[str]:
     """Generate a report per sample, appending each finished batch to `generations.jsonl` (flushed, fsynced).
 
-    With `args.resume`, generations found in the output folder are reused and only the rest is generated.
+    With `args.resume`, generations found in the output folder are reused and only the rest is generated, provided
+    they were made by the same decoder, data and prompt (`identity`, checked against `generation_identity.json`).
 
     Args:
         model, processor: the decoder and its processor.
         samples (`Samples`): samples with images.
         args (`EvalArguments`): batch size, generation options, output folder, resume flag.
+        identity (`dict`, *optional*): `generation_identity(args, ...)`; without it nothing is checked or recorded.
     """
     output_dir = Path(args.output_dir)
     partial = output_dir / report_io.GENERATIONS_FILE
@@ -261,6 +328,10 @@ def generate_with_resume(model, processor, samples: Samples, args: EvalArguments
         partial.unlink()
     wanted = set(samples.ids)
     done = {k: v for k, v in done.items() if k in wanted}
+    if identity is not None:
+        if done:
+            _check_reusable(output_dir, identity, len(done))
+        report_io.write_json(output_dir / GENERATION_IDENTITY_FILE, identity)
     todo = [i for i, sample_id in enumerate(samples.ids) if sample_id not in done]
     if done:
         logger.info("Resuming: %d generations reused, %d to generate", len(done), len(todo))
@@ -377,7 +448,8 @@ def run_evaluation(args: EvalArguments) -> dict:
             raise MedvlError(f"{samples.source} has no `image` column; a decoder needs images")
         decoder, processor = load_decoder(args.decoder, dtype=dtype, device=device)
         models["decoder"] = _model_info(args.decoder, decoder)
-        samples.generations = generate_with_resume(decoder, processor, samples, args)
+        identity = generation_identity(args, models["decoder"])
+        samples.generations = generate_with_resume(decoder, processor, samples, args, identity)
         del decoder
 
     # Embeddings

@@ -17,6 +17,7 @@ staged file contains it.
 import argparse
 import json
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -30,8 +31,16 @@ from medvl_recipes.hub.model_card import MODEL_INDEX_FILE, update_model_card, wr
 
 logger = logging.getLogger(__name__)
 
-# Trainer state that is useless on the Hub; `training_args.bin` is a pickle that can hold `hub_token`.
-MODEL_EXCLUDE = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"}
+# Trainer state that is useless on the Hub; `training_args.bin` is a pickle that can hold `hub_token`, and
+# `run_identity.json` (medvl_recipes.checkpoints) names local model and data paths.
+MODEL_EXCLUDE = {
+    "training_args.bin",
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state.pth",
+    "run_identity.json",
+}
 MODEL_EXCLUDE_DIRS = {"runs", ".cache", "__pycache__"}
 # The demo's files live in the repository, not in the package: `medvl push space` reads them from a checkout.
 APP_FILE = Path("app.py")
@@ -228,27 +237,43 @@ def _list_files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
-def _file_contains(path: Path, needle: bytes, chunk_size: int = 1 << 23) -> bool:
-    # Chunked so that multi-GB weight shards are never read into memory at once; the overlap catches a
-    # needle that straddles two chunks.
+# What a Hugging Face user access token looks like (`hf_` and 34 letters/digits today); 30 is enough to tell one from
+# prose and code, and a scan for the pattern also catches tokens other than the one this process uses.
+TOKEN_PATTERN = rb"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30}"
+_TOKEN_PATTERN_MAX_LEN = 1 + 3 + 30
+
+
+def _file_matches(path: Path, pattern: re.Pattern, max_len: int, chunk_size: int = 1 << 23) -> bool:
+    # Chunked so that multi-GB weight shards are never read into memory at once; keeping the last `max_len` bytes
+    # of each window finds a match that straddles two chunks.
     tail = b""
     with open(path, "rb") as f:
         while chunk := f.read(chunk_size):
             window = tail + chunk
-            if needle in window:
+            if pattern.search(window):
                 return True
-            tail = window[max(0, len(window) - len(needle) + 1) :]
+            tail = window[max(0, len(window) - max_len + 1) :]
     return False
 
 
+def _file_contains(path: Path, needle: bytes, chunk_size: int = 1 << 23) -> bool:
+    return _file_matches(path, re.compile(re.escape(needle)), len(needle), chunk_size)
+
+
 def _check_no_token(folder: Path, token: str | None) -> None:
-    if not token:
-        return
-    needle = token.encode()
+    """Refuse to upload `folder` if a file holds `token` or anything shaped like a Hugging Face token."""
+    any_token = re.compile(TOKEN_PATTERN)
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and _file_contains(path, needle):
-            # Name the file, never the token.
+        if not path.is_file():
+            continue
+        # Name the file, never the token.
+        if token and _file_contains(path, token.encode()):
             raise MedvlError(f"{path.relative_to(folder)} contains your Hugging Face token; remove it before pushing")
+        if _file_matches(path, any_token, _TOKEN_PATTERN_MAX_LEN):
+            raise MedvlError(
+                f"{path.relative_to(folder)} contains what looks like a Hugging Face token (hf_ and 30+ letters or "
+                "digits); remove it before pushing"
+            )
 
 
 def upload_staged(
@@ -283,27 +308,39 @@ def upload_staged(
         raise MedvlError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run)")
     staging_dir = Path(staging_dir)
     _check_no_token(staging_dir, token)
+    from huggingface_hub.errors import HfHubHTTPError
+
     api = HfApi(token=token)
-    api.create_repo(
-        repo_id,
-        repo_type=repo_type,
-        private=private,
-        exist_ok=True,
-        space_sdk="gradio" if repo_type == "space" else None,
-    )
-    if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
     operations = [
         CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(staging_dir / rel))
         for rel in _list_files(staging_dir)
     ]
-    info = api.create_commit(
-        repo_id,
-        operations=operations,
-        commit_message=commit_message or f"Upload {repo_type} with medvl-recipes",
-        repo_type=repo_type,
-        revision=revision,
-    )
+    try:
+        api.create_repo(
+            repo_id,
+            repo_type=repo_type,
+            private=private,
+            exist_ok=True,
+            space_sdk="gradio" if repo_type == "space" else None,
+        )
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        info = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=commit_message or f"Upload {repo_type} with medvl-recipes",
+            repo_type=repo_type,
+            revision=revision,
+        )
+    except HfHubHTTPError as err:
+        status = getattr(err.response, "status_code", None)
+        hint = (
+            "check that the token (HF_TOKEN or `hf auth login`) is valid and has write access to it"
+            if status in (401, 403)
+            else "check the repo id and your connection"
+        )
+        # The server's first line only: the token is never part of it.
+        raise MedvlError(f"the Hub refused the push to {repo_type} {repo_id} (HTTP {status}); {hint}") from err
     logger.info("Pushed %d files to %s (%s)", len(operations), repo_id, info.commit_url)
     return info.commit_url
 
@@ -325,6 +362,31 @@ def move_token_to_environment(training_args) -> None:
         training_args.hub_token = None
 
 
+def take_over_push(training_args) -> bool:
+    """Keep the Trainer from pushing anything itself; return whether the run should `push_training_output` at the end.
+
+    The Trainer's own pushes (`push_to_hub` at `save_model`, `hub_strategy` checkpoint pushes) upload the whole
+    `output_dir` unscanned, `training_args.bin` included. This moves `hub_token` to `HF_TOKEN`
+    (`move_token_to_environment`) and turns `training_args.push_to_hub` off, so the only upload of a run is the
+    staged, token-scanned one of `push_training_output`, once training has finished.
+
+    Args:
+        training_args (`transformers.TrainingArguments`): Modified in place (`hub_token=None`, `push_to_hub=False`).
+
+    Returns:
+        `bool`: the `push_to_hub` the recipe asked for.
+    """
+    move_token_to_environment(training_args)
+    requested = bool(training_args.push_to_hub)
+    if requested and training_args.hub_strategy in ("checkpoint", "all_checkpoints"):
+        logger.warning(
+            "hub_strategy=%s: medvl pushes the finished run once (staged and token-scanned), not its checkpoints",
+            training_args.hub_strategy,
+        )
+    training_args.push_to_hub = False
+    return requested
+
+
 def push_training_output(output_dir: str | Path, training_args, *, dataset_id: str | None = None) -> str:
     """Push a finished training run's `output_dir` the way `medvl push model` does (staged, token-scanned).
 
@@ -340,14 +402,20 @@ def push_training_output(output_dir: str | Path, training_args, *, dataset_id: s
     repo_id = training_args.hub_model_id or Path(output_dir).name
     with tempfile.TemporaryDirectory(prefix="medvl-push-") as staging_dir:
         stage_model(output_dir, staging_dir, repo_id=repo_id, dataset_id=dataset_id)
-        return upload_staged(
-            staging_dir,
-            repo_id=repo_id,
-            repo_type="model",
-            private=bool(training_args.hub_private_repo),
-            revision=getattr(training_args, "hub_revision", None),
-            commit_message="End of training",
-        )
+        try:
+            return upload_staged(
+                staging_dir,
+                repo_id=repo_id,
+                repo_type="model",
+                private=bool(training_args.hub_private_repo),
+                revision=getattr(training_args, "hub_revision", None),
+                commit_message="End of training",
+            )
+        except MedvlError as err:
+            raise MedvlError(
+                f"{err}; the trained model is saved in {output_dir}: push it with `medvl push model {output_dir} "
+                f"--repo-id {repo_id}`"
+            ) from err
 
 
 def push(kind: str, args: argparse.Namespace) -> PushResult:
