@@ -7,7 +7,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from medvl_recipes.cli import main as medvl
 from medvl_recipes.export import OnnxEncoder
@@ -50,10 +49,21 @@ def test_embeddings_and_rankings_match_pytorch(onnx_dir, tiny_models, validation
     onnx_img, onnx_txt = exported.encode_images(images, batch_size=5), exported.encode_texts(texts, batch_size=7)
     max_diff = max(float((ref_img - onnx_img).abs().max()), float((ref_txt - onnx_txt).abs().max()))
     assert max_diff < 1e-4, max_diff
-    for ours, theirs in zip(retrieval_ranks(ref_img, ref_txt), retrieval_ranks(onnx_img, onnx_txt), strict=True):
-        np.testing.assert_array_equal(ours, theirs)
-    # Per-image neighbour order too, not only the true pair's rank.
-    assert torch.equal((ref_img @ ref_txt.T).argsort(dim=1), (onnx_img @ onnx_txt.T).argsort(dim=1))
+    # Ranks are identical except where PyTorch's own scores tie within float noise (the 1e-7 embedding
+    # differences may order two texts whose scores differ by less than 1e-5 either way).
+    ref_scores = (ref_img @ ref_txt.T).numpy()  # (N, N)
+    tol = 1e-5
+    for direction, (ours, theirs) in enumerate(
+        zip(retrieval_ranks(ref_img, ref_txt), retrieval_ranks(onnx_img, onnx_txt), strict=True)
+    ):
+        scores = ref_scores if direction == 0 else ref_scores.T
+        near_tie = (np.abs(scores - np.diag(scores)[:, None]) < tol).sum(1) > 1  # a competitor within tol
+        assert np.all((ours == theirs) | near_tie), np.nonzero(ours != theirs)
+        assert (ours != theirs).sum() <= 2
+    # Per-image neighbour order too: ONNX's order walks PyTorch's scores in the same descending sequence.
+    onnx_order = (onnx_img @ onnx_txt.T).argsort(dim=1, descending=True).numpy()
+    walked = np.take_along_axis(ref_scores, onnx_order, axis=1)
+    np.testing.assert_allclose(walked, -np.sort(-ref_scores, axis=1), atol=tol)
     assert exported.logit_scale == pytest.approx(reference.logit_scale)
     assert exported.logit_bias == pytest.approx(reference.logit_bias)
 
