@@ -516,3 +516,21 @@ def test_unknown_adapter_and_missing_folder(tmp_path):
         get_source_adapter("nope")
     with pytest.raises(ValueError, match="does not exist"):
         read("openi", tmp_path / "absent")
+
+
+def test_findings_sidecar_present_strings_are_parsed_not_truthy(tmp_path):
+    from medvl_recipes.data.sources import read_findings_sidecar
+
+    rows = [
+        {"id": "a", "findings": [{"finding": "effusion", "present": "false"}, {"finding": "mass", "present": "Yes"}]},
+        {"id": "b", "findings": [{"finding": "nodule", "present": 0}, {"finding": "edema"}]},
+    ]
+    (tmp_path / "findings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = read_findings_sidecar(tmp_path)
+    assert [f["present"] for f in got["a"]] == [False, True]
+    assert [f["present"] for f in got["b"]] == [False, True]  # a missing flag means the finding is stated present
+    (tmp_path / "findings.jsonl").write_text(
+        json.dumps({"id": "c", "findings": [{"finding": "x", "present": "maybe"}]})
+    )
+    with pytest.raises(ValueError, match=r"findings.jsonl:1: .*'present' must be true or false"):
+        read_findings_sidecar(tmp_path)

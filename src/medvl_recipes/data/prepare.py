@@ -51,6 +51,7 @@ from medvl_recipes.data.sources import (
     get_source_adapter,
     get_source_spec,
     normalise_license,
+    parse_present,
 )
 from medvl_recipes.data.split import split_groups
 from medvl_recipes.errors import MedvlError
@@ -214,10 +215,10 @@ def _write_split(path: Path, rows: list[_IndexRow], group_of: list[str], indices
 def _normalise_findings(findings: list[dict] | None, where: str) -> list[dict]:
     try:
         return [
-            {"finding": str(f["finding"]), "site": f.get("site"), "present": bool(f.get("present", True))}
+            {"finding": str(f["finding"]), "site": f.get("site"), "present": parse_present(f.get("present", True))}
             for f in findings or []
         ]
-    except (KeyError, TypeError, AttributeError) as err:
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise MedvlError(f"{where}: findings must be a list of {{finding, site, present}} objects ({err})") from err
 
 

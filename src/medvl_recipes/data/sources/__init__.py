@@ -182,14 +182,29 @@ def read_findings_sidecar(root: Path) -> dict[str, list[dict]]:
     for line_number, row in read_jsonl(path):
         try:
             findings[str(row["id"])] = [
-                {"finding": str(f["finding"]), "site": f.get("site"), "present": bool(f.get("present", True))}
+                {"finding": str(f["finding"]), "site": f.get("site"), "present": parse_present(f.get("present", True))}
                 for f in row.get("findings") or []
             ]
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise MedvlError(
                 f"{path}:{line_number}: expected {{'id': str, 'findings': [{{'finding', 'site', 'present'}}]}} ({err})"
             ) from err
     return findings
+
+
+_TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
+
+
+def parse_present(value) -> bool:
+    """A finding's `present` flag: a JSON bool, or one of true/false/yes/no/1/0 in any case; never `bool("false")`."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"'present' must be true or false, got {value!r}")
 
 
 def require_dir(path: Path, source_type: str) -> Path:
