@@ -215,10 +215,10 @@ CASES = [
      "no.yaml: no such file"),
     # --- command-line flags
     ("flag: unknown", "enc-learning_rrate", encoder("--learning_rrate", "3"),
-     "unknown option --learning_rrate (did you mean 'learning_rate'?)"),
-    ("flag: unknown", "dec-lora_rr", decoder("--lora_rr", "8"), "did you mean 'lora_r'?"),
+     "unknown option --learning_rrate; did you mean --learning_rate?"),
+    ("flag: unknown", "dec-lora_rr", decoder("--lora_rr", "8"), "did you mean --lora_r?"),
     ("flag: unknown", "dec-freeze-vision", decoder("--freeze_vision", "true"),
-     "unknown option --freeze_vision (did you mean 'freeze_vision_tower'?)"),
+     "unknown option --freeze_vision; did you mean --freeze_vision_tower?"),
     ("flag: bad value", "enc-negatives-flag", encoder("--negatives", "foo"), "invalid choice: 'foo'"),
     ("flag: bad value", "enc-max_length-0", encoder("--max_length", "0"), "max_length must be a positive"),
     ("flag: bad value", "enc-image_size-negative", encoder("--image_size", "-3"), "image_size must be a positive"),

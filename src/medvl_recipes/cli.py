@@ -12,13 +12,14 @@ one line with the closest known one (`suggest`, also used for unknown recipe key
 import argparse
 import contextlib
 import dataclasses
-import difflib
 import importlib
 import inspect
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+
+from medvl_recipes.errors import suggest
 
 
 # name -> (module exposing `cli(argv: list[str]) -> int | None`, one-line help)
@@ -53,24 +54,6 @@ TRL_COMMANDS = ("train-encoder", "train-decoder")
 _OPTION = re.compile(r"(?<![\w-])--[A-Za-z][\w-]*")
 
 
-def suggest(name: str, choices: Iterable[str]) -> str | None:
-    """The choice closest to a mistyped `name` (difflib ratio >= 0.6), or `None`.
-
-    The one "did you mean" helper of the project: unknown command-line flags here, unknown recipe keys in the
-    trainers. Dashes and underscores are compared alike, so `--output-dir` finds `output_dir`.
-
-    Args:
-        name (`str`):
-            What the user typed (a flag without its leading dashes, a YAML key, a command).
-        choices (`Iterable[str]`):
-            The valid names.
-    """
-    choices = list(choices)
-    canonical = {choice.replace("-", "_").lower(): choice for choice in choices}
-    match = difflib.get_close_matches(name.replace("-", "_").lower(), list(canonical), n=1, cutoff=0.6)
-    return canonical[match[0]] if match else None
-
-
 def normalize_options(argv: list[str], *, underscores: bool) -> list[str]:
     """Rewrite every `--foo-bar` / `--foo_bar` option name of `argv` to one spelling; values are left alone.
 
@@ -96,22 +79,6 @@ def normalize_options(argv: list[str], *, underscores: bool) -> list[str]:
 
 def _trl_fields(parser) -> list:
     return [field for dataclass_type in parser.dataclass_types for field in dataclasses.fields(dataclass_type)]
-
-
-def _check_trl_options(name: str, argv: list[str], parser) -> None:
-    """One-line error for a flag no dataclass of the command's TrlParser has, with the closest one."""
-    from medvl_recipes.errors import MedvlError
-
-    fields = {field.name for field in _trl_fields(parser)}
-    known = fields | {f"no_{field}" for field in fields} | {"config", "help", "help_all"}
-    for arg in argv:
-        if not arg.startswith("--") or len(arg) == 2:
-            continue
-        option = arg[2:].split("=", 1)[0]
-        if option not in known:
-            hint = suggest(option, known)
-            did_you_mean = f"; did you mean --{hint}?" if hint else ""
-            raise MedvlError(f"unknown option --{option}{did_you_mean} (`medvl {name} --help-all` lists them all)")
 
 
 def _short_trl_help(name: str, module, parser) -> str:
@@ -203,6 +170,9 @@ def _print_help() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # `--debug` anywhere (or MEDVL_DEBUG=1): show the traceback instead of the one-line error.
+    debug = "--debug" in argv or bool(os.environ.get("MEDVL_DEBUG"))
+    argv = [arg for arg in argv if arg != "--debug"]
     if not argv or argv[0] in {"-h", "--help", "help"}:
         _print_help()
         return 0
@@ -234,15 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             elif {"-h", "--help"} & set(rest):
                 sys.stdout.write(_short_trl_help(name, module, parser))
                 return 0
-            else:
-                _check_trl_options(name, rest, parser)
         with _one_line_argparse_errors():
             code = module.cli(rest)
     except _ArgumentError as err:
         sys.stderr.write(f"medvl {name}: error: {_argparse_message(err)}\n")
         return 2
-    except (MedvlError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
-        if os.environ.get("MEDVL_DEBUG"):
+    except (MedvlError, OSError) as err:
+        # OSError covers missing/unreadable paths and `from_pretrained` on an id the offline cache does not hold.
+        if debug:
             raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         sys.stderr.write(f"medvl {name}: error: {message}\n")

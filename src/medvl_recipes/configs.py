@@ -5,7 +5,6 @@ A recipe YAML is the flat union of the fields of the dataclasses its entry point
 """
 
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ import yaml
 from transformers import TrainingArguments
 from trl import ModelConfig, ScriptArguments
 
-from medvl_recipes.errors import MedvlError
+from medvl_recipes.errors import MedvlError, suggest
 
 
 NEGATIVES_CHOICES = ("local", "accumulated", "global")
@@ -254,8 +253,8 @@ def _scalar_type(hint) -> type | None:
 
 
 def _suggest(name: str, known) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = suggest(name, known)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _check_recipe_file(path: str, types: dict[str, Any]) -> None:
@@ -301,8 +300,9 @@ def _check_flags(argv: list[str], types: dict[str, Any]) -> None:
         # names one option today names two after the next library upgrade.
         if name not in options:
             longer = sorted(option for option in options if option.startswith(name))
-            hint = f" (did you mean {longer[0]!r}?)" if len(longer) == 1 else _suggest(name, options)
-            raise MedvlError(f"unknown option --{name}{hint}; see --help for the options")
+            close = longer[0] if len(longer) == 1 else suggest(name, options)
+            hint = f"; did you mean --{close}?" if close else ""
+            raise MedvlError(f"unknown option --{name}{hint} (`--help-all` lists them all)")
 
 
 def parse_recipe(parser, argv: list[str]) -> tuple:
