@@ -277,7 +277,7 @@ def get_decoder(model_args, training_args=None) -> PreTrainedModel:
             Model arguments (`model_name_or_path`, `dtype`, `attn_implementation`, `load_in_4bit`, `use_peft`,
             the `lora_*` fields, `freeze_vision_tower`, `freeze_language_model`).
         training_args (`SFTConfig`, *optional*):
-            Reads `gradient_checkpointing` (and its kwargs) to prepare a 4-bit model.
+            Reads `activation_checkpointing` (and its kwargs) to prepare a 4-bit model.
 
     Returns:
         `PreTrainedModel` or `peft.PeftModel`.
@@ -321,11 +321,11 @@ def get_decoder(model_args, training_args=None) -> PreTrainedModel:
         from peft import get_peft_model, prepare_model_for_kbit_training
 
         if model_args.load_in_4bit:
-            gradient_checkpointing = bool(training_args and training_args.gradient_checkpointing)
+            gradient_checkpointing = bool(training_args and training_args.activation_checkpointing)
             model = prepare_model_for_kbit_training(
                 model,
                 use_gradient_checkpointing=gradient_checkpointing,
-                gradient_checkpointing_kwargs=getattr(training_args, "gradient_checkpointing_kwargs", None),
+                gradient_checkpointing_kwargs=getattr(training_args, "activation_checkpointing_kwargs", None),
             )
         model = get_peft_model(model, get_lora_config(model_args, model))
     else:

@@ -90,3 +90,36 @@ def read_prompt(decoder: str) -> tuple[str | None, str | None]:
         return None, None
     stored = json.loads(path.read_text())
     return stored.get("instruction"), stored.get("system_prompt")
+
+
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text") or "" for part in content or [] if part.get("type") == "text").strip()
+
+
+def training_prompt(conversations) -> tuple[str, str]:
+    """The `(instruction, system_prompt)` to ask a model trained on `conversations` with (TRL messages lists).
+
+    The default set's first phrasing when training used it (what `medvl to-chat` writes and generation asks), else
+    the most frequent user instruction; the system turn of the training data, or `""` when it had none.
+
+    Args:
+        conversations (`Iterable[list[dict]]`): The training samples' `messages`.
+    """
+    from collections import Counter
+
+    instructions, systems = Counter(), Counter()
+    for messages in conversations:
+        systems[next((_text(m["content"]) for m in messages if m["role"] == "system"), "")] += 1
+        instructions.update(_text(m["content"]) for m in messages if m["role"] == "user")
+    default = PROMPT_SETS["default"][0]
+    instruction = default if default in instructions or not instructions else instructions.most_common(1)[0][0]
+    return instruction, systems.most_common(1)[0][0] if systems else DEFAULT_SYSTEM_PROMPT
+
+
+def write_prompt(output_dir: str | Path, instruction: str, system_prompt: str) -> Path:
+    """Write `output_dir/prompt.json`, read back by `read_prompt` (generate, eval, demo, the model card)."""
+    path = Path(output_dir) / PROMPT_FILE
+    path.write_text(json.dumps({"instruction": instruction, "system_prompt": system_prompt}, indent=2) + "\n")
+    return path

@@ -31,6 +31,7 @@ from medvl_recipes.errors import MedvlError
 from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
 from medvl_recipes.modeling import check_checkpoint, get_decoder, get_processor, save_checkpoint
+from medvl_recipes.prompts import training_prompt, write_prompt
 
 
 logger = logging.getLogger(__name__)
@@ -39,9 +40,9 @@ logger = logging.getLogger(__name__)
 def main(script_args, training_args, model_args, recipe: str | None = None):
     set_seed(training_args.seed)
     push_to_hub = take_over_push(training_args)
-    if training_args.gradient_checkpointing and not training_args.gradient_checkpointing_kwargs:
+    if training_args.activation_checkpointing and not training_args.activation_checkpointing_kwargs:
         # Reentrant checkpointing needs inputs that require grad and breaks with frozen towers and DDP.
-        training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+        training_args.activation_checkpointing_kwargs = {"use_reentrant": False}
     if not script_args.dataset_name:
         raise MedvlError("dataset_name is not set; point it at a chat folder written by `medvl to-chat`")
     check_checkpoint(model_args.model_name_or_path, "model_name_or_path")
@@ -92,6 +93,8 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
     }
     run_args["training_args"] = training_args.to_dict()
     save_checkpoint(trainer, processor, training_args.output_dir, run_args=run_args)
+    if trainer.is_world_process_zero():
+        write_prompt(training_args.output_dir, *training_prompt(train_dataset["messages"]))
 
     # Evaluate
     if trainer.is_world_process_zero() and script_args.num_sample_generations > 0:
