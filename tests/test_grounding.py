@@ -206,7 +206,6 @@ def test_trained_decoder_reads_its_images(tmp_path, tiny_models, repo_root):
     )
     constant_f1 = compute_metrics(baseline, ["finding_f1_micro_gt"], n_resamples=0)[0]["finding_f1_micro_gt"].value
     summary = {name: round(v["value"], 1) for name, v in m.items()} | {"constant_f1": round(constant_f1, 1)}
-    print("grounding fixture:", summary)
     assert m["finding_f1_micro_gt"]["value"] > constant_f1 + 10, summary
     assert m["finding_f1_micro_gt_swap_drop"]["ci_low"] > 0, summary
     assert m["finding_f1_micro_gt_swapped"]["value"] < 0.85 * m["finding_f1_micro_gt"]["value"], summary
