@@ -201,3 +201,57 @@ def test_load_chat_split_checks_every_line(tmp_path):
     (tmp_path / "train.jsonl").write_text(json.dumps(good) + "\n")
     dataset = load_chat_split(tmp_path, "train")
     assert dataset[0]["images"] == [str(tmp_path / "a.png")]
+
+
+def _tiled_image(grid: tuple[int, int], colours: list[tuple[int, int, int]], tile: int = 112) -> Image.Image:
+    """An image of `grid` (rows, columns) blocks of one tile each, block k (row-major) filled with colours[k]."""
+    rows, cols = grid
+    image = Image.new("RGB", (cols * tile, rows * tile))
+    for k, colour in enumerate(colours):
+        r, c = divmod(k, cols)
+        image.paste(Image.new("RGB", (tile, tile), colour), (c * tile, r * tile))
+    return image
+
+
+def test_each_sample_gets_its_own_pixels_when_a_batch_mixes_sizes_and_aspect_ratios(processor):
+    # Every tile of every image has its own colour, so a pixel row that came from the wrong sample, a wrong tile
+    # order or a tile of another image shows. The tiny processor: 112-px tiles, at most 4; Mllama's aspect-ratio
+    # ids for 4 tiles count (tile rows, tile columns) as 1:(1,1) 2:(1,2) 3:(1,3) 4:(1,4) 5:(2,1) 6:(2,2) 7:(3,1) 8:(4,1).
+    assert processor.image_processor.size["height"] == 112 and processor.image_processor.max_image_tiles == 4
+    colours = iter([(i * 23 % 256, i * 71 % 256, 255 - i * 19 % 256) for i in range(1, 11)])
+    samples = {  # name -> (tile grid (rows, columns), aspect-ratio id)
+        "wide": ((1, 3), 3),
+        "tall": ((2, 1), 5),
+        "square": ((2, 2), 6),
+    }
+    cases = {}
+    for name, (grid, ratio_id) in samples.items():
+        tile_colours = [next(colours) for _ in range(grid[0] * grid[1])]
+        cases[name] = (_tiled_image(grid, tile_colours), ratio_id, tile_colours)
+    small_colour = next(colours)
+    cases["small"] = (Image.new("RGB", (60, 60), small_colour), 1, [small_colour])  # upscaled into one tile
+
+    def expected_tile(colour):
+        # The processor rescales to [0, 1] and normalises with mean = std = 0.5 (checked below).
+        value = (torch.tensor(colour, dtype=torch.float32) / 255.0 - 0.5) / 0.5
+        return value[:, None, None].expand(3, 112, 112)
+
+    assert list(processor.image_processor.image_mean) == [0.5] * 3 == list(processor.image_processor.image_std)
+    collator = VisionSFTCollator(processor)
+    for order in (["wide", "tall", "square", "small"], ["small", "square", "wide", "tall"]):
+        batch = collator([chat(REPORT_A, image=cases[name][0]) for name in order])
+        assert batch["pixel_values"].shape == (4, 1, 4, 3, 112, 112)
+        for row, name in enumerate(order):
+            _, ratio_id, tile_colours = cases[name]
+            n_tiles = len(tile_colours)
+            assert batch["aspect_ratio_ids"][row].tolist() == [ratio_id], name
+            assert batch["aspect_ratio_mask"][row].tolist() == [[1] * n_tiles + [0] * (4 - n_tiles)], name
+            for k, colour in enumerate(tile_colours):
+                torch.testing.assert_close(
+                    batch["pixel_values"][row, 0, k], expected_tile(colour), atol=2.5 / 255, rtol=0, msg=name
+                )
+            assert (batch["pixel_values"][row, 0, n_tiles:] == 0).all(), f"{name}: padding tiles must be empty"
+            # Text side: the tokens after the image token may attend exactly this sample's real tiles.
+            image_pos = int((batch["input_ids"][row] == collator.image_token_id).nonzero()[0])
+            attended = batch["cross_attention_mask"][row, image_pos:][batch["attention_mask"][row, image_pos:] == 1]
+            assert (attended[:, 0] == batch["aspect_ratio_mask"][row, 0]).all(), name

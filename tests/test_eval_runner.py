@@ -163,7 +163,7 @@ def test_crash_mid_run_loses_no_generations(tmp_path, dataset_dir, monkeypatch):
 
     monkeypatch.setattr(runner, "_generate", resumed)
     runner.cli([*argv, "--resume"])
-    assert sum(requested) == 2  # 8 samples - 6 already generated
+    assert sum(requested) == 2 + 8  # 8 samples - 6 already generated, then the 8 of the image-swap control
     rows = [json.loads(line) for line in (out / "per_sample.jsonl").read_text().splitlines()]
     assert [r["generation"] for r in rows] == ["first run report 1"] * 3 + ["first run report 2"] * 3 + [
         "second run report"
@@ -198,7 +198,7 @@ def test_resume_reuses_only_generations_of_the_same_decoder_data_and_prompt(tmp_
     def argv(decoder="a", dataset=dataset_dir, *extra):
         return [
             "--decoder", str(decoders[decoder]), "--dataset", str(dataset), "--output-dir", str(out),
-            "--n-resamples", "0", "--metrics", "bleu", "--plots", "false", *extra,
+            "--n-resamples", "0", "--metrics", "bleu", "--plots", "false", "--image-swap-control", "false", *extra,
         ]  # fmt: skip
 
     calls = []

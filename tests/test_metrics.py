@@ -248,3 +248,98 @@ def test_per_sample_bleu_is_sacrebleus_sentence_bleu_with_effective_order():
     assert results["bleu"].per_sample[0] == pytest.approx(
         100.0
     )  # a short exact match is not zeroed by missing 4-grams
+
+
+# Grounding metrics (`grounding.py`): distinct share, study agreement, image-swap control.
+
+PHANTOM_REPORTS = [
+    "Axial CT of the head. Right frontal lobe mass is present. No skull fracture.",
+    "PA chest radiograph. There is a small left pleural effusion. No pneumothorax.",
+    "Axial T2 MRI of the brain. No intracranial mass. No acute finding.",
+    "Knee X-ray, AP view. A fracture of the proximal tibia is seen.",
+    "Axial CT of the abdomen. There is a mass in the liver. No vertebral fracture.",
+    "Chest CT, axial image. Left lung nodule is present. No pleural effusion.",
+]
+
+
+def test_constant_generations_have_distinct_share_one_over_n():
+    n = len(PHANTOM_REPORTS)
+    constant = MetricInputs(generations=[PHANTOM_REPORTS[1]] * n, references=PHANTOM_REPORTS)
+    results, _ = compute_metrics(constant, ["distinct_generations"], n_resamples=200)
+    assert results["distinct_generations"].value == pytest.approx(100.0 / n)
+    # A resample that draws one sample twice still has one generation for it: the share stays 1 / (distinct samples).
+    assert results["distinct_generations"].ci_high <= 100.0 / 2
+    own = MetricInputs(generations=PHANTOM_REPORTS, references=PHANTOM_REPORTS)
+    results, _ = compute_metrics(own, ["distinct_generations"], n_resamples=200)
+    assert results["distinct_generations"].value == 100.0
+    assert results["distinct_generations"].ci_low == 100.0  # distinct samples are never counted as repeats
+    # Case and whitespace do not make a report distinct.
+    near = MetricInputs(generations=["No acute finding.", "no  acute FINDING."], references=["a", "b"])
+    assert compute_metrics(near, ["distinct_generations"], n_resamples=0)[0]["distinct_generations"].value == 50.0
+
+
+def test_modality_and_region_agreement_against_hand_labels():
+    references = PHANTOM_REPORTS
+    generations = [
+        "Axial CT of the head. No skull fracture.",  # CT head: both right
+        "Axial CT of the chest. No pneumothorax.",  # CT vs XR: modality wrong, region right
+        "Axial T2 MRI of the brain. Mass in the left frontal lobe.",  # MR brain -> head: both right
+        "PA radiograph of the hand. No fracture.",  # XR right, hand vs knee wrong
+        "Axial CT of the head. No acute finding.",  # CT right, head vs abdomen wrong
+        "Left lung nodule is present.",  # no modality named (reference has CT): wrong; region cue lung -> chest
+    ]
+    inputs = MetricInputs(generations=generations, references=references)
+    results, stats = compute_metrics(
+        inputs, ["modality_agreement", "region_agreement", "study_agreement"], n_resamples=0
+    )
+    assert stats["modality_agreement_stats"].tolist() == [[1, 1], [0, 1], [1, 1], [1, 1], [1, 1], [0, 1]]
+    assert stats["region_agreement_stats"].tolist() == [[1, 1], [1, 1], [1, 1], [0, 1], [0, 1], [1, 1]]
+    assert results["modality_agreement"].value == pytest.approx(100 * 4 / 6)
+    assert results["region_agreement"].value == pytest.approx(100 * 4 / 6)
+    assert results["study_agreement"].value == pytest.approx(100 * 2 / 6)
+
+
+def test_modality_agreement_falls_back_to_the_dataset_modality_column():
+    # Open-I style findings name no modality; the DICOM column ("CR") decides. Where neither text names one, the
+    # sample is not scored; an unknown column value leaves it unscored too.
+    references = ["No pleural effusion.", "No pneumothorax.", "No cardiomegaly.", "No nodule."]
+    generations = ["PA chest radiograph. No effusion.", "Axial CT of the chest.", "No pleural effusion.", "X-ray."]
+    inputs = MetricInputs(generations=generations, references=references, dataset_modalities=["CR", "DX", "CR", "??"])
+    _, stats = compute_metrics(inputs, ["modality_agreement"], n_resamples=0)
+    assert stats["modality_agreement_stats"].tolist() == [[1, 1], [0, 1], [0, 0], [0, 0]]
+
+
+def _swap_inputs(generate, n_rounds: int = 3) -> MetricInputs:
+    from medvl_recipes.evaluation.findings import FindingExtractor
+    from medvl_recipes.evaluation.grounding import image_swap_generations
+
+    references = PHANTOM_REPORTS * n_rounds
+    extractor = FindingExtractor()
+    ground_truth = [
+        [{"finding": name, "site": None, "present": label != "absent"} for name, label in extractor.extract(r).items()]
+        for r in references
+    ]
+    images = list(range(len(references)))  # a sample's "image" is its index: the fake decoder reads it
+    swapped, perm = image_swap_generations(generate, images, seed=0, batch_size=4)
+    assert sorted(perm.tolist()) == images and all(perm[i] != i for i in images)
+    return MetricInputs(
+        generations=generate(images), swap_generations=swapped, references=references, ground_truth=ground_truth
+    )
+
+
+def test_image_swap_control_drops_for_an_image_reading_generator_and_not_for_a_blind_one():
+    names = ["finding_f1_micro_gt", "finding_f1_micro_gt_swapped", "finding_f1_micro_gt_swap_drop", "bleu_swap_drop"]
+    reads_image = _swap_inputs(lambda images: [(PHANTOM_REPORTS * 3)[i] for i in images])
+    results, _ = compute_metrics(reads_image, names, n_resamples=200)
+    assert results["finding_f1_micro_gt"].value == 100.0
+    assert results["finding_f1_micro_gt_swapped"].value < 50.0
+    drop = results["finding_f1_micro_gt_swap_drop"]
+    assert drop.value == pytest.approx(100.0 - results["finding_f1_micro_gt_swapped"].value)
+    assert drop.value > 50.0 and drop.ci_low > 0
+    assert results["bleu_swap_drop"].value > 30.0
+
+    blind = _swap_inputs(lambda images: [PHANTOM_REPORTS[1]] * len(images))
+    results, _ = compute_metrics(blind, names, n_resamples=200)
+    assert results["finding_f1_micro_gt_swap_drop"].value == 0.0
+    assert results["finding_f1_micro_gt_swap_drop"].ci_low == results["finding_f1_micro_gt_swap_drop"].ci_high == 0.0
+    assert results["bleu_swap_drop"].value == 0.0

@@ -1,5 +1,5 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
-"""Named metric registry: BLEU, chrF, ROUGE-L, finding F1, embedding similarity and retrieval.
+"""Named metric registry: BLEU, chrF, ROUGE-L, finding F1, grounding, embedding similarity and retrieval.
 
 A metric is registered with `@register_metric(name, higher_is_better=..., stats=..., requires=...)` on its
 aggregation function. `stats(inputs)` returns per-sample sufficient statistics (N, K), shared between metrics that
@@ -23,6 +23,7 @@ import numpy as np
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.evaluation.bootstrap import bootstrap_distribution, confidence_interval, resample_counts
 from medvl_recipes.evaluation.findings import FindingExtractor, f1_stats, macro_f1, micro_f1
+from medvl_recipes.evaluation.grounding import StudyParser, agreement_stats, distinct_share, distinct_stats
 from medvl_recipes.retrieval import retrieval_ranks
 
 
@@ -46,6 +47,11 @@ class MetricInputs:
             embeddings of the first reference / the generation.
         logit_scale, logit_bias (`float`, *optional*): SigLIP's learned temperature (log) and bias.
         extractor (`FindingExtractor`, *optional*): finding extractor (the default lexicon when None).
+        swap_generations (`list[str]`, *optional*): the image-swap control: sample i's report generated from
+            another sample's image (`grounding.image_swap_generations`).
+        dataset_modalities (`list[str | None]`, *optional*): the dataset's DICOM `modality` column, used where the
+            reference names no modality.
+        study_parser (`StudyParser`, *optional*): modality/region rules (the packaged default when None).
     """
 
     generations: list[str] | None = None
@@ -59,6 +65,9 @@ class MetricInputs:
     logit_scale: float | None = None
     logit_bias: float | None = None
     extractor: FindingExtractor | None = None
+    swap_generations: list[str] | None = None
+    dataset_modalities: list[str | None] | None = None
+    study_parser: StudyParser | None = None
     _signatures: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -75,6 +84,8 @@ class MetricInputs:
                 "gen_text_emb",
                 "ref_sent_emb",
                 "gen_sent_emb",
+                "swap_generations",
+                "dataset_modalities",
             )  # fmt: skip
             if (value := getattr(self, name)) is not None
         }
@@ -82,12 +93,14 @@ class MetricInputs:
             raise MedvlError(
                 f"metric inputs have mismatched lengths {lengths}; every field needs one entry per sample"
             )
-        for name in ("generations",):
+        for name in ("generations", "swap_generations"):
             value = getattr(self, name)
             if value is not None and not all(isinstance(v, str) for v in value):
                 raise MedvlError(f"{name} must all be strings; found {sorted({type(v).__name__ for v in value})}")
         if self.extractor is None:
             self.extractor = FindingExtractor()
+        if self.study_parser is None:
+            self.study_parser = StudyParser()
 
     def has(self, name: str) -> bool:
         value = getattr(self, name)
@@ -181,19 +194,21 @@ def _sacrebleu_bleu():
     return BLEU()
 
 
-def bleu_stats(inputs: MetricInputs) -> np.ndarray:
-    """sacrebleu's per-sentence BLEU statistics `[hyp_len, ref_len, correct_1..4, total_1..4]` (N, 10).
-
-    Corpus BLEU is a function of these statistics summed over sentences, so the statistics of each sentence, read
-    from sacrebleu's public `corpus_score` of that one sentence, give the corpus score and its bootstrap exactly.
-    """
+def _bleu_stats_of(inputs: MetricInputs, texts: list[str]) -> np.ndarray:
+    # Corpus BLEU is a function of per-sentence statistics summed over sentences, so the statistics of each sentence,
+    # read from sacrebleu's public `corpus_score` of that one sentence, give the corpus score and its bootstrap exactly.
     bleu = _sacrebleu_bleu()
     rows = []
-    for hypothesis, references in zip(inputs.generations, inputs.references, strict=True):
+    for hypothesis, references in zip(texts, inputs.references, strict=True):
         score = bleu.corpus_score([hypothesis], [[reference] for reference in references])
         rows.append([score.sys_len, score.ref_len, *score.counts, *score.totals])
     inputs._signatures["bleu"] = str(bleu.get_signature())
-    return np.asarray(rows, dtype=np.float64).reshape(len(inputs.generations), 10)
+    return np.asarray(rows, dtype=np.float64).reshape(len(texts), 10)
+
+
+def bleu_stats(inputs: MetricInputs) -> np.ndarray:
+    """sacrebleu's per-sentence BLEU statistics `[hyp_len, ref_len, correct_1..4, total_1..4]` (N, 10)."""
+    return _bleu_stats_of(inputs, inputs.generations)
 
 
 def sentence_bleu(inputs: MetricInputs) -> np.ndarray:
@@ -364,6 +379,123 @@ register_metric("finding_f1_micro_gt", **_VS_GT, **_F1)(micro_f1)
 register_metric("finding_f1_macro_gt", per_sample=False, **_VS_GT, **_F1)(macro_f1)
 register_metric("finding_f1_micro_reference_vs_gt", **_REF_VS_GT, **_F1)(micro_f1)
 register_metric("finding_f1_macro_reference_vs_gt", per_sample=False, **_REF_VS_GT, **_F1)(macro_f1)
+
+
+# Grounding: does the generation depend on the image? (see `grounding.py`)
+
+
+def distinct_generation_stats(inputs: MetricInputs) -> np.ndarray:
+    """`[generation id, sample index]` per sample (N, 2); equal ids are the same (normalised) text."""
+    return distinct_stats(inputs.generations)
+
+
+register_metric(
+    "distinct_generations", higher_is_better=True, stats=distinct_generation_stats, requires=("generations",),
+    decomposable=False, per_sample=False,
+    signature=lambda inputs: "distinct-share|normalise:lowercase+whitespace|bootstrap:distinct-samples",
+)(lambda stats: 100.0 * distinct_share(stats))  # fmt: skip
+
+
+def _agreement(inputs: MetricInputs, field_: str) -> np.ndarray:
+    return agreement_stats(
+        inputs.study_parser, inputs.generations, _first_references(inputs), inputs.dataset_modalities, field=field_
+    )
+
+
+def modality_agreement_stats(inputs: MetricInputs) -> np.ndarray:
+    """`[agrees, scored]` per sample (N, 2): the generation names the reference's modality class."""
+    return _agreement(inputs, "modality")
+
+
+def region_agreement_stats(inputs: MetricInputs) -> np.ndarray:
+    """`[agrees, scored]` per sample (N, 2): the generation names the reference's body region."""
+    return _agreement(inputs, "region")
+
+
+def study_agreement_stats(inputs: MetricInputs) -> np.ndarray:
+    """`[agrees, scored]` per sample (N, 2): modality and region both right (scored where both are)."""
+    modality, region = _agreement(inputs, "modality"), _agreement(inputs, "region")
+    scored = modality[:, 1] * region[:, 1]
+    return np.stack([modality[:, 0] * region[:, 0] * scored, scored], axis=1)
+
+
+def _percent_mean(summed: np.ndarray) -> np.ndarray:
+    return 100.0 * _mean(summed)
+
+
+def _study_signature(inputs: MetricInputs) -> str:
+    return inputs.study_parser.signature + "|reference-text-then-dataset-modality|percent-of-scored"
+
+
+_AGREE = {"higher_is_better": True, "requires": TEXT, "signature": _study_signature}
+register_metric("modality_agreement", stats=modality_agreement_stats, **_AGREE)(_percent_mean)
+register_metric("region_agreement", stats=region_agreement_stats, **_AGREE)(_percent_mean)
+register_metric("study_agreement", stats=study_agreement_stats, **_AGREE)(_percent_mean)
+
+
+def swap_finding_stats_vs_ground_truth(inputs: MetricInputs) -> np.ndarray:
+    """Finding F1 statistics vs the ground truth with the own images, then with swapped images (N, 2 * 3F)."""
+    return np.concatenate([_gt_stats(inputs, inputs.generations), _gt_stats(inputs, inputs.swap_generations)], 1)
+
+
+def swap_finding_stats_vs_reference(inputs: MetricInputs) -> np.ndarray:
+    """Finding F1 statistics vs the reference with the own images, then with swapped images (N, 2 * 3F)."""
+    reference = inputs.extractor.positive_matrix(_first_references(inputs))
+    own = f1_stats(inputs.extractor.positive_matrix(inputs.generations), reference)
+    swapped = f1_stats(inputs.extractor.positive_matrix(inputs.swap_generations), reference)
+    return np.concatenate([own, swapped], 1)
+
+
+def swap_bleu_stats(inputs: MetricInputs) -> np.ndarray:
+    """BLEU statistics with the own images, then with swapped images (N, 20)."""
+    return np.concatenate(
+        [_bleu_stats_of(inputs, inputs.generations), _bleu_stats_of(inputs, inputs.swap_generations)], 1
+    )
+
+
+def _halves(score: Callable[[np.ndarray], np.ndarray], part: str) -> Callable[[np.ndarray], np.ndarray]:
+    # Statistics of the own-image and swapped-image generations sit side by side; score one half or own - swapped.
+    def aggregate(summed: np.ndarray) -> np.ndarray:
+        summed = np.atleast_2d(summed)
+        half = summed.shape[1] // 2
+        own, swapped = score(summed[:, :half]), score(summed[:, half:])
+        return swapped if part == "swapped" else own - swapped
+
+    return aggregate
+
+
+def _bleu_swap_point(part: str) -> Callable[[np.ndarray], float]:
+    point = _bleu_point(4)
+    return lambda summed: point(summed[10:]) if part == "swapped" else point(summed[:10]) - point(summed[10:])
+
+
+_SWAP = ("generations", "swap_generations")
+_SWAP_GT = {"stats": swap_finding_stats_vs_ground_truth, "requires": (*_SWAP, "ground_truth")}
+_SWAP_REF = {"stats": swap_finding_stats_vs_reference, "requires": (*_SWAP, "references")}
+_SWAP_BLEU = {
+    "stats": swap_bleu_stats, "requires": (*_SWAP, "references"), "per_sample": False,
+    "signature": lambda inputs: inputs._signatures.get("bleu", "") + "|image-swap:derangement",
+}  # fmt: skip
+_SWAP_F1_SIG = {"signature": lambda inputs: _lexicon_signature(inputs) + "|image-swap:derangement"}
+# A grounded decoder scores worse with another sample's image: the swapped score is better low, the drop high.
+register_metric("finding_f1_micro_gt_swapped", higher_is_better=False, **_SWAP_GT, **_SWAP_F1_SIG)(
+    _halves(micro_f1, "swapped")
+)
+register_metric("finding_f1_micro_gt_swap_drop", higher_is_better=True, **_SWAP_GT, **_SWAP_F1_SIG)(
+    _halves(micro_f1, "drop")
+)
+register_metric("finding_f1_micro_swapped", higher_is_better=False, **_SWAP_REF, **_SWAP_F1_SIG)(
+    _halves(micro_f1, "swapped")
+)
+register_metric("finding_f1_micro_swap_drop", higher_is_better=True, **_SWAP_REF, **_SWAP_F1_SIG)(
+    _halves(micro_f1, "drop")
+)
+register_metric("bleu_swapped", higher_is_better=False, point=_bleu_swap_point("swapped"), **_SWAP_BLEU)(
+    _halves(lambda s: _bleu_vectorised(s, 4), "swapped")
+)
+register_metric("bleu_swap_drop", higher_is_better=True, point=_bleu_swap_point("drop"), **_SWAP_BLEU)(
+    _halves(lambda s: _bleu_vectorised(s, 4), "drop")
+)
 
 
 def _rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

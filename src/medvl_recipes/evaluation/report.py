@@ -175,8 +175,72 @@ def render_report(payload: Mapping, plots: Sequence[str] = ()) -> str:
             f"| {name} | {'n/a' if f1 is None else f'{f1:.1f}'} |"
             for name, f1 in payload["finding_f1_per_finding"].items()
         ]
+    lines += _grounding_section(payload)
     lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# (own-image metric, swapped-image metric, drop metric) of the image-swap control, in report order.
+_SWAP_ROWS = (
+    ("finding_f1_micro_gt", "finding_f1_micro_gt_swapped", "finding_f1_micro_gt_swap_drop"),
+    ("finding_f1_micro", "finding_f1_micro_swapped", "finding_f1_micro_swap_drop"),
+    ("bleu", "bleu_swapped", "bleu_swap_drop"),
+)
+# At most this share of distinct generations reads as "one report for every image".
+CONSTANT_SHARE = 10.0
+
+
+def _grounding_section(payload: Mapping) -> list[str]:
+    """The "does the report depend on the image?" section: distinct share, study agreement, image-swap control."""
+    metrics = payload["metrics"]
+    if not any(name in metrics for name in ("distinct_generations", "modality_agreement", "bleu_swap_drop")):
+        return []
+    lines = ["", "## Does the report depend on the image?", ""]
+    n = payload["data"]["num_samples"]
+    if "distinct_generations" in metrics:
+        share = metrics["distinct_generations"]["value"]
+        lines.append(f"- **distinct generations**: {int(round(share * n / 100))} of {n} ({share:.1f}%)")
+        if share <= CONSTANT_SHARE:
+            lines.append(
+                f"- **warning: (almost) the same report for every image** ({share:.1f}% distinct): text metrics "
+                "measure the most common report, not the model's reading of the images"
+            )
+    for name, label in (
+        ("modality_agreement", "modality named as in the reference"),
+        ("region_agreement", "body region named as in the reference"),
+        ("study_agreement", "both"),
+    ):
+        if name in metrics:
+            m = metrics[name]
+            lines.append(f"- **{label}**: {m['value']:.1f}% [{m['ci_low']:.1f}, {m['ci_high']:.1f}]")
+    rows = [r for r in _SWAP_ROWS if all(name in metrics for name in r)]
+    if rows:
+        control = payload.get("image_swap_control") or {}
+        conf = int(round(100 * payload["bootstrap"]["confidence"]))
+        lines += [
+            "",
+            f"Image-swap control: each sample generated again from another sample's image "
+            f"({control.get('method', 'derangement')}, seed {control.get('seed', '?')}).",
+            "",
+            f"| metric | own image | swapped image | drop | {conf}% CI of the drop |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for own, swapped, drop in rows:
+            d = metrics[drop]
+            lines.append(
+                f"| {own} | {metrics[own]['value']:.2f} | {metrics[swapped]['value']:.2f} | {d['value']:+.2f} | "
+                f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] |"
+            )
+        own, _, drop = rows[0]
+        if metrics[drop]["ci_low"] <= 0:
+            lines += [
+                "",
+                f"**Swapping the images does not lower {own} significantly: the reports do not depend on the image.**",
+            ]
+        else:
+            share = 100 * metrics[drop]["value"] / max(metrics[own]["value"], 1e-9)
+            lines += ["", f"Swapping the images lowers {own} by {metrics[drop]['value']:.2f} ({share:.0f}% of it)."]
+    return lines
 
 
 def model_index_yaml(payload: Mapping, *, model_name: str, dataset_type: str, dataset_name: str | None = None) -> str:

@@ -8,7 +8,9 @@ Usage:
     medvl eval compare outputs/eval-a outputs/eval-b
 
 A decoder run generates a report per image (appended to `generations.jsonl` batch by batch, so `--resume` after a
-crash regenerates nothing that was finished) and computes text metrics; an encoder adds retrieval and SigLIP
+crash regenerates nothing that was finished) and computes text metrics; unless `--image_swap_control false`, it
+generates every report a second time from another sample's image (the image-swap control, `grounding.py`), which
+doubles generation time and shows whether the reports depend on the image. An encoder adds retrieval and SigLIP
 similarities. Everything is written to `--output-dir` (see `report.py`).
 """
 
@@ -35,6 +37,9 @@ from medvl_recipes.jsonl import read_jsonl
 
 
 logger = logging.getLogger(__name__)
+
+# Swapped-image generations of the image-swap control, batch by batch (removed once per_sample.jsonl is written).
+SWAP_GENERATIONS_FILE = "generations_swapped.jsonl"
 
 
 @dataclass
@@ -81,19 +86,29 @@ class EvalArguments:
         },
     )
     baseline_split: str = field(default="train", metadata={"help": "Split of --dataset the baselines draw from."})
+    image_swap_control: bool = field(
+        default=True,
+        metadata={
+            "help": "Decoder runs: generate each report again from another sample's image (a seeded derangement) and "
+            "report the drop in finding F1 and BLEU; doubles generation time (`false` to skip)."
+        },
+    )
     model_name: str | None = field(default=None, metadata={"help": "Model name in the model-index block."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset id in the model-index block."})
 
 
 @dataclass
 class Samples:
-    """The samples of a run; `images`/`findings`/`generations` may be None."""
+    """The samples of a run; `images`/`findings`/`generations`/`modalities`/`swap_*` may be None."""
 
     ids: list[str]
     references: list[str]
     images: Sequence | None = None
     findings: list[list[dict]] | None = None
     generations: list[str] | None = None
+    modalities: list[str | None] | None = None
+    swap_generations: list[str] | None = None
+    swap_image_of: list[int] | None = None
     source: str = ""
     split: str | None = None
     fingerprint: str = ""
@@ -129,6 +144,7 @@ def load_split(dataset_dir: str, split: str, max_samples: int | None = None) -> 
         references=list(ds["text"]),
         images=_LazyImages(ds) if "image" in ds.column_names else None,
         findings=list(ds["findings"]) if "findings" in ds.column_names else None,
+        modalities=list(ds["modality"]) if "modality" in ds.column_names else None,
         source=str(dataset_dir),
         split=split,
         fingerprint=_rows_fingerprint(ds["id"], ds["text"]),
@@ -194,6 +210,8 @@ def _attach_dataset(samples: Samples, dataset: Samples) -> None:
     rows = [index[i] for i in samples.ids]
     if dataset.findings is not None:
         samples.findings = [dataset.findings[r] for r in rows]
+    if dataset.modalities is not None:
+        samples.modalities = [dataset.modalities[r] for r in rows]
     if samples.images is None and dataset.images is not None:
         samples.images = [dataset.images[r] for r in rows]
 
@@ -357,6 +375,80 @@ def generate_with_resume(
     return [done[sample_id] for sample_id in samples.ids]
 
 
+def _read_finished_swaps(output_dir: Path) -> dict[str, tuple[str, str]]:
+    """Swapped-image generations of an earlier run: id -> (id of the image it was generated from, text)."""
+    done: dict[str, tuple[str, str]] = {}
+    for name, key in ((report_io.PER_SAMPLE_FILE, "generation_swapped"), (SWAP_GENERATIONS_FILE, "generation")):
+        path = output_dir / name
+        if path.is_file():
+            for _, row in read_jsonl(path, skip_bad_lines=True):
+                if "id" in row and isinstance(row.get(key), str) and "swapped_image_of" in row:
+                    done[str(row["id"])] = (str(row["swapped_image_of"]), row[key])
+    return done
+
+
+def generate_swap_control(model, processor, samples: Samples, args: EvalArguments) -> None:
+    """The image-swap control: set `samples.swap_generations[i]`, generated from `samples.images[swap_image_of[i]]`.
+
+    The derangement is seeded with `args.seed`, so two runs on the same samples swap the same images. Finished
+    batches are appended to `generations_swapped.jsonl`; with `args.resume`, swapped generations of an earlier run
+    made from the same image are reused.
+
+    Args:
+        model, processor: the decoder and its processor.
+        samples (`Samples`): samples with images and their own generations.
+        args (`EvalArguments`): batch size, generation options, seed, output folder, resume flag.
+    """
+    from medvl_recipes.evaluation.grounding import image_swap_generations, swap_derangement
+
+    output_dir = Path(args.output_dir)
+    partial = output_dir / SWAP_GENERATIONS_FILE
+    perm = swap_derangement(len(samples.ids), args.seed)
+    previous = _read_finished_swaps(output_dir) if args.resume else {}
+    done = {
+        i: previous[sample_id][1]
+        for i, sample_id in enumerate(samples.ids)
+        if previous.get(sample_id, ("",))[0] == samples.ids[perm[i]]
+    }
+    with (
+        partial.open("w", encoding="utf-8") as f,
+        tqdm(total=len(samples.ids) - len(done), desc="generate (image-swap control)", unit="report") as bar,
+    ):
+
+        def write(rows: list[int], texts: list[str]) -> None:
+            for i, text in zip(rows, texts, strict=True):
+                row = {"id": samples.ids[i], "swapped_image_of": samples.ids[perm[i]], "generation": text}
+                f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(rows))
+
+        write(list(done), list(done.values()))  # a second crash keeps the reused ones too
+        texts, perm = image_swap_generations(
+            lambda images: _generate(model, processor, images, args),
+            samples.images,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            done=done,
+            on_batch=write,
+        )
+    samples.swap_generations, samples.swap_image_of = texts, [int(j) for j in perm]
+
+
+def _grounding_fields(row: dict, i: int, samples: Samples, inputs: MetricInputs) -> None:
+    # Per-sample view of the grounding metrics: which study each text names, and the swapped-image generation.
+    parser = inputs.study_parser
+    reference = samples.references[i] if isinstance(samples.references[i], str) else samples.references[i][0]
+    row["study_reference"] = asdict(parser.parse(reference))
+    if samples.modalities is not None:
+        row["modality_dataset"] = samples.modalities[i]
+    if samples.generations is not None:
+        row["study_generation"] = asdict(parser.parse(samples.generations[i]))
+    if samples.swap_generations is not None:
+        row["generation_swapped"] = samples.swap_generations[i]
+        row["swapped_image_of"] = samples.ids[samples.swap_image_of[i]]
+
+
 def _signatures_payload(results) -> dict:
     return {
         name: {
@@ -450,6 +542,8 @@ def run_evaluation(args: EvalArguments) -> dict:
         models["decoder"] = _model_info(args.decoder, decoder)
         identity = generation_identity(args, models["decoder"])
         samples.generations = generate_with_resume(decoder, processor, samples, args, identity)
+        if args.image_swap_control:
+            generate_swap_control(decoder, processor, samples, args)
         del decoder
 
     # Embeddings
@@ -458,6 +552,8 @@ def run_evaluation(args: EvalArguments) -> dict:
         references=samples.references,
         ground_truth=samples.findings,
         extractor=FindingExtractor(args.lexicon),
+        swap_generations=samples.swap_generations,
+        dataset_modalities=samples.modalities,
     )
     wanted = set(args.metrics or METRICS)
     train_image_emb = None
@@ -514,6 +610,8 @@ def run_evaluation(args: EvalArguments) -> dict:
         "config": asdict(args),
         "elapsed_s": None,
     }
+    if samples.swap_generations is not None:
+        payload["image_swap_control"] = {"seed": args.seed, "method": "derangement (Sattolo cycle)"}
     if args.radeval and samples.generations is not None:
         from medvl_recipes.evaluation.radeval_adapter import radeval_scores
 
@@ -542,6 +640,7 @@ def _write_outputs(output_dir, args, samples, inputs, results, stats, payload, e
         if samples.generations is not None:
             row["generation"] = samples.generations[i]
             row["findings_generation"] = extractor.extract(samples.generations[i])
+        _grounding_fields(row, i, samples, inputs)
         row["scores"] = {name: float(r.per_sample[i]) for name, r in results.items() if r.per_sample is not None}
         rows.append(row)
     report_io.write_per_sample(output_dir / report_io.PER_SAMPLE_FILE, rows)
@@ -569,6 +668,7 @@ def _write_outputs(output_dir, args, samples, inputs, results, stats, payload, e
     markdown += "\n## model-index\n\n```yaml\n" + model_index + "```\n"
     (output_dir / report_io.REPORT_FILE).write_text(markdown, encoding="utf-8")
     (output_dir / report_io.GENERATIONS_FILE).unlink(missing_ok=True)
+    (output_dir / SWAP_GENERATIONS_FILE).unlink(missing_ok=True)
     logger.info("Wrote %s (%d samples, %d metrics, %.1fs)", output_dir, len(samples.ids), len(results), elapsed)
 
 
