@@ -104,10 +104,7 @@ def test_encoder_recipe_runs_as_written(recipe, tiny_models, small_prepared_dir,
     assert _run("encoder", recipe, tiny_models["siglip"], small_prepared_dir, out) == 0
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
     _assert_ran_as_written(recipe, out)
-    if (tmp_path / "cwd" / "runs").exists():
-        # train_encoder logs the before-training evaluation before `on_train_begin`, so transformers'
-        # TensorBoardCallback opens its writer with log_dir=None, i.e. ./runs, and the training curve lands there.
-        pytest.xfail("tensorboard events written to ./runs instead of output_dir/runs (train_encoder, see its fix)")
+    assert not (tmp_path / "cwd" / "runs").exists(), "tensorboard events outside output_dir"
 
 
 @pytest.mark.parametrize("recipe", DECODER_RECIPES, ids=_recipe_id)

@@ -37,6 +37,32 @@ from medvl_recipes.prompts import training_prompt, write_prompt
 logger = logging.getLogger(__name__)
 
 
+def _get_datasets(script_args, training_args):
+    # The chat splits (`medvl to-chat` folders); the test split only when evaluation or sample logs need it.
+    train_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_train_split)
+    if script_args.max_train_samples is not None:
+        train_dataset = train_dataset.select(range(min(script_args.max_train_samples, len(train_dataset))))
+    needs_eval = training_args.eval_strategy != "no" or script_args.num_sample_generations > 0
+    eval_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_test_split) if needs_eval else None
+    return train_dataset, eval_dataset
+
+
+def _write_card_and_push(script_args, training_args, model_args, metrics, recipe, push_to_hub) -> None:
+    from medvl_recipes.hub.model_card import write_model_card
+
+    write_model_card(
+        training_args.output_dir,
+        stage="decoder",
+        base_model=model_args.model_name_or_path,
+        recipe=recipe,
+        dataset=script_args.dataset_name,
+        metrics=metrics,
+        training_args=training_args.to_dict(),
+    )
+    if push_to_hub:
+        push_training_output(training_args.output_dir, training_args)
+
+
 def main(script_args, training_args, model_args, recipe: str | None = None):
     set_seed(training_args.seed)
     push_to_hub = take_over_push(training_args)
@@ -49,11 +75,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
     identity, resume_from = start_run(script_args, training_args, model_args)
 
     # Data
-    train_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_train_split)
-    if script_args.max_train_samples is not None:
-        train_dataset = train_dataset.select(range(min(script_args.max_train_samples, len(train_dataset))))
-    needs_eval = training_args.eval_strategy != "no" or script_args.num_sample_generations > 0
-    eval_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_test_split) if needs_eval else None
+    train_dataset, eval_dataset = _get_datasets(script_args, training_args)
 
     # Processor and model
     processor = get_processor(model_args)
@@ -114,19 +136,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
 
     # Model card and push
     if trainer.is_world_process_zero():
-        from medvl_recipes.hub.model_card import write_model_card
-
-        write_model_card(
-            training_args.output_dir,
-            stage="decoder",
-            base_model=model_args.model_name_or_path,
-            recipe=recipe,
-            dataset=script_args.dataset_name,
-            metrics=metrics,
-            training_args=training_args.to_dict(),
-        )
-        if push_to_hub:
-            push_training_output(training_args.output_dir, training_args)
+        _write_card_and_push(script_args, training_args, model_args, metrics, recipe, push_to_hub)
     return metrics
 
 

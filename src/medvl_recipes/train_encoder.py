@@ -10,7 +10,9 @@ Usage:
     medvl train-encoder --config recipes/siglip-base-patch16-224/encoder/config_full.yaml --learning_rate 5e-5
 """
 
+import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +43,19 @@ logger = logging.getLogger(__name__)
 RETRIEVAL_FILE = "retrieval_before_after.json"
 
 
+@contextlib.contextmanager
+def _tensorboard_dir(path: Path):
+    # TensorBoardCallback reads TENSORBOARD_LOGGING_DIR when the Trainer creates it; a user's own value wins.
+    if "TENSORBOARD_LOGGING_DIR" in os.environ:
+        yield
+        return
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        del os.environ["TENSORBOARD_LOGGING_DIR"]
+
+
 def main(script_args, training_args, model_args, recipe: str | None = None) -> dict:
     # Seed and logging
     setup_logging()
@@ -64,15 +79,18 @@ def main(script_args, training_args, model_args, recipe: str | None = None) -> d
         text_column=script_args.text_column,
         max_length=script_args.max_length,
     )
-    trainer = SiglipContrastiveTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=collator,
-        processing_class=processor,
-        callbacks=[RunIdentityCallback(identity)],
-    )
+    # The retrieval evaluation before training logs before `on_train_begin`, where TensorBoardCallback would pick
+    # its folder, and it then writes to ./runs; point it at the run's folder, as Trainer does for a plain run.
+    with _tensorboard_dir(Path(training_args.output_dir) / "runs"):
+        trainer = SiglipContrastiveTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            processing_class=processor,
+            callbacks=[RunIdentityCallback(identity)],
+        )
     before = trainer.evaluate(metric_key_prefix="eval") if eval_dataset is not None else {}
 
     # Train

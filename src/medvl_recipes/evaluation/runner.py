@@ -233,13 +233,16 @@ def _model_info(path: str, model) -> dict:
 
 def _generate(model, processor, images: list, args: EvalArguments) -> list[str]:
     from medvl_recipes.generation import generate_reports
+    from medvl_recipes.prompts import read_prompt
 
+    # Asked as the decoder was trained (its stored prompt.json) unless the run names a prompt.
+    stored_instruction, stored_system = read_prompt(args.decoder) if args.decoder else (None, None)
     return generate_reports(
         model,
         processor,
         images,
-        prompt=args.prompt,
-        system_prompt=args.system_prompt,
+        prompt=args.prompt if args.prompt is not None else stored_instruction,
+        system_prompt=args.system_prompt if args.system_prompt is not None else stored_system,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         show_progress=False,
@@ -499,28 +502,8 @@ def _score_baselines(args: EvalArguments, inputs: MetricInputs, results: dict, s
     )  # fmt: skip
 
 
-def run_evaluation(args: EvalArguments) -> dict:
-    """Run an evaluation end to end and write every output to `args.output_dir`.
-
-    Args:
-        args (`EvalArguments`): the run's arguments.
-
-    Returns:
-        `dict`: the metrics.json payload.
-    """
-    started = time.perf_counter()
-    if not (args.decoder or args.encoder or args.predictions):
-        raise MedvlError("nothing to evaluate: pass --decoder, --encoder and/or --predictions")
-    if args.predictions is None and args.dataset is None:
-        raise MedvlError("pass --dataset DIR (a prepared dataset) or --predictions FILE.jsonl")
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    from medvl_recipes.modeling import load_decoder, load_encoder, parse_dtype, resolve_device
-
-    device = resolve_device(args.device)
-    dtype = parse_dtype(args.dtype, device=device)
-
-    # Data
+def _load_samples(args: EvalArguments) -> Samples:
+    # The samples to score: a predictions file (optionally joined with the dataset's truth) or a dataset split.
     if args.predictions:
         samples = load_predictions(args.predictions, args.max_samples)
         if args.dataset:
@@ -532,29 +515,14 @@ def run_evaluation(args: EvalArguments) -> dict:
         samples = load_split(args.dataset, args.split, args.max_samples)
     if not samples.ids:
         raise MedvlError(f"{samples.source}: no samples to evaluate")
-    models: dict = {}
+    return samples
 
-    # Generation
-    if args.decoder and not args.predictions:
-        if samples.images is None:
-            raise MedvlError(f"{samples.source} has no `image` column; a decoder needs images")
-        decoder, processor = load_decoder(args.decoder, dtype=dtype, device=device)
-        models["decoder"] = _model_info(args.decoder, decoder)
-        identity = generation_identity(args, models["decoder"])
-        samples.generations = generate_with_resume(decoder, processor, samples, args, identity)
-        if args.image_swap_control:
-            generate_swap_control(decoder, processor, samples, args)
-        del decoder
 
-    # Embeddings
-    inputs = MetricInputs(
-        generations=samples.generations,
-        references=samples.references,
-        ground_truth=samples.findings,
-        extractor=FindingExtractor(args.lexicon),
-        swap_generations=samples.swap_generations,
-        dataset_modalities=samples.modalities,
-    )
+def _embed(args: EvalArguments, samples: Samples, inputs: MetricInputs, models: dict, *, dtype, device):
+    # SigLIP embeddings of images, references and generations (and the training images for the nearest-image
+    # baseline), and sentence embeddings for `embedding_cosine`; returns the training image embeddings.
+    from medvl_recipes.modeling import load_encoder
+
     wanted = set(args.metrics or METRICS)
     train_image_emb = None
     if args.encoder:
@@ -587,6 +555,71 @@ def run_evaluation(args: EvalArguments) -> dict:
         inputs.ref_sent_emb = sentence_embeddings(
             st_model, [r if isinstance(r, str) else r[0] for r in samples.references], batch_size=args.batch_size * 8
         )
+    return train_image_emb
+
+
+def _add_controls(payload, args, samples, inputs, results, stats, train_image_emb) -> None:
+    # What every score is read against: the image-swap control, RadEval's metrics, the baselines.
+    if samples.swap_generations is not None:
+        payload["image_swap_control"] = {"seed": args.seed, "method": "derangement (Sattolo cycle)"}
+    if args.radeval and samples.generations is not None:
+        from medvl_recipes.evaluation.radeval_adapter import radeval_scores
+
+        refs = [r if isinstance(r, str) else r[0] for r in samples.references]
+        payload["radeval"] = radeval_scores(refs, samples.generations, args.radeval)
+        if "missing" in payload["radeval"]:
+            logger.warning("%s", payload["radeval"]["missing"])
+    if _wants_baselines(args, samples):
+        payload["baselines"] = _score_baselines(args, inputs, results, stats, train_image_emb)
+
+
+def run_evaluation(args: EvalArguments) -> dict:
+    """Run an evaluation end to end and write every output to `args.output_dir`.
+
+    Args:
+        args (`EvalArguments`): the run's arguments.
+
+    Returns:
+        `dict`: the metrics.json payload.
+    """
+    started = time.perf_counter()
+    if not (args.decoder or args.encoder or args.predictions):
+        raise MedvlError("nothing to evaluate: pass --decoder, --encoder and/or --predictions")
+    if args.predictions is None and args.dataset is None:
+        raise MedvlError("pass --dataset DIR (a prepared dataset) or --predictions FILE.jsonl")
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    from medvl_recipes.modeling import load_decoder, parse_dtype, resolve_device
+
+    device = resolve_device(args.device)
+    dtype = parse_dtype(args.dtype, device=device)
+
+    # Data
+    samples = _load_samples(args)
+    models: dict = {}
+
+    # Generation
+    if args.decoder and not args.predictions:
+        if samples.images is None:
+            raise MedvlError(f"{samples.source} has no `image` column; a decoder needs images")
+        decoder, processor = load_decoder(args.decoder, dtype=dtype, device=device)
+        models["decoder"] = _model_info(args.decoder, decoder)
+        identity = generation_identity(args, models["decoder"])
+        samples.generations = generate_with_resume(decoder, processor, samples, args, identity)
+        if args.image_swap_control:
+            generate_swap_control(decoder, processor, samples, args)
+        del decoder
+
+    # Embeddings
+    inputs = MetricInputs(
+        generations=samples.generations,
+        references=samples.references,
+        ground_truth=samples.findings,
+        extractor=FindingExtractor(args.lexicon),
+        swap_generations=samples.swap_generations,
+        dataset_modalities=samples.modalities,
+    )
+    train_image_emb = _embed(args, samples, inputs, models, dtype=dtype, device=device)
 
     # Metrics
     results, stats = compute_metrics(
@@ -610,17 +643,7 @@ def run_evaluation(args: EvalArguments) -> dict:
         "config": asdict(args),
         "elapsed_s": None,
     }
-    if samples.swap_generations is not None:
-        payload["image_swap_control"] = {"seed": args.seed, "method": "derangement (Sattolo cycle)"}
-    if args.radeval and samples.generations is not None:
-        from medvl_recipes.evaluation.radeval_adapter import radeval_scores
-
-        refs = [r if isinstance(r, str) else r[0] for r in samples.references]
-        payload["radeval"] = radeval_scores(refs, samples.generations, args.radeval)
-        if "missing" in payload["radeval"]:
-            logger.warning("%s", payload["radeval"]["missing"])
-    if _wants_baselines(args, samples):
-        payload["baselines"] = _score_baselines(args, inputs, results, stats, train_image_emb)
+    _add_controls(payload, args, samples, inputs, results, stats, train_image_emb)
     if "finding_stats_vs_reference" in stats:
         payload["finding_f1_per_finding"] = per_finding_f1(
             stats["finding_stats_vs_reference"].sum(0), inputs.extractor.names
