@@ -519,7 +519,20 @@ def register_similarity(name: str, requires: tuple[str, ...], score: Callable[[M
         return _mean_stats(score(inputs))
 
     stats.__name__ = f"{name}_stats"  # statistics are computed once per function name and shared
-    register_metric(name, higher_is_better=True, stats=stats, requires=requires, scale=scale)(_mean)
+    model = "sentence_model" if name == "embedding_cosine" else "encoder"
+    register_metric(
+        name,
+        higher_is_better=True,
+        stats=stats,
+        requires=requires,
+        scale=scale,
+        signature=_model_signature(name, model),
+    )(_mean)
+
+
+def _model_signature(name: str, role: str) -> Callable[[MetricInputs], str]:
+    # An embedding metric is only comparable across runs with the same embedding model (set by the runner).
+    return lambda inputs: f"medvl-{name}|{role}:{inputs._signatures.get(role, 'unknown')}|mean-over-samples"
 
 
 def _image_prob(text_emb: str) -> Callable[[MetricInputs], np.ndarray]:
@@ -590,13 +603,16 @@ def _median_rank(column: int) -> Callable[[np.ndarray], float]:
 
 
 # Columns of `retrieval_stats`: i2t rank, t2i rank, i2t hit@1/5/10, t2i hit@1/5/10 (RETRIEVAL_KS = (1, 5, 10)).
+_RETRIEVAL_SIGNATURE = _model_signature("retrieval", "encoder")
 _RECALL = {
+    "signature": lambda inputs: _RETRIEVAL_SIGNATURE(inputs) + "|cosine|ties:strictly-higher|gallery:whole-split",
     "higher_is_better": True,
     "stats": retrieval_stats_with_count,
     "requires": ("image_emb", "ref_text_emb"),
     "per_sample": False,
 }
 _RANK = {
+    "signature": _RECALL["signature"],
     "higher_is_better": False,
     "stats": retrieval_stats_with_count,
     "requires": ("image_emb", "ref_text_emb"),

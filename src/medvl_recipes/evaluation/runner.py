@@ -530,6 +530,8 @@ def _embed(args: EvalArguments, samples: Samples, inputs: MetricInputs, models: 
 
         encoder, enc_processor = load_encoder(args.encoder, dtype=dtype, device=device)
         models["encoder"] = _model_info(args.encoder, encoder)
+        # The weights, not the folder they sit in, decide the embeddings (local folders get a file fingerprint).
+        inputs._signatures["encoder"] = models["encoder"]["revision"] or args.encoder
         embedded = siglip_embeddings(
             encoder,
             enc_processor,
@@ -551,6 +553,7 @@ def _embed(args: EvalArguments, samples: Samples, inputs: MetricInputs, models: 
 
         st_model = load_sentence_model(args.sentence_model, device=device)
         models["sentence_model"] = {"name_or_path": args.sentence_model or default_sentence_model_path()}
+        inputs._signatures["sentence_model"] = Path(models["sentence_model"]["name_or_path"]).name
         inputs.gen_sent_emb = sentence_embeddings(st_model, samples.generations, batch_size=args.batch_size * 8)
         inputs.ref_sent_emb = sentence_embeddings(
             st_model, [r if isinstance(r, str) else r[0] for r in samples.references], batch_size=args.batch_size * 8
