@@ -196,3 +196,23 @@ def test_smoke_recipe_triples_validation_recall(tiny_models, prepared_dataset_di
     chance = 1 / before["eval_num_pairs"]
     assert after["eval_i2t_recall@1"] >= 3 * max(before["eval_i2t_recall@1"], chance), report["table"]
     assert after["eval_loss"] < before["eval_loss"]
+
+
+def test_a_corrupt_image_in_the_pairs_is_one_line_naming_the_sample(tiny_models, tmp_path, capsys):
+    from datasets import Dataset, Image, load_dataset
+
+    data = write_prepared_dataset(tmp_path / "dataset", n_train=8, n_val=4, seed=1)
+    original = load_dataset(str(data), split="train")
+    train = original.cast_column("image", Image(decode=False)).to_list()
+    train[3]["image"] = {"bytes": b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "path": None}  # a truncated PNG
+    Dataset.from_list(train, features=original.features).to_parquet(
+        str(data / "data" / "train-00000-of-00001.parquet")
+    )
+    argv = ["train-encoder", *_argv(tiny_models["siglip"], data, tmp_path / "out"), "--max_steps", "4"]
+    capsys.readouterr()
+    assert medvl_main(argv) == 2
+    stderr = capsys.readouterr().err  # progress bars share stderr; the error is the one `medvl ...` line
+    assert "Traceback" not in stderr
+    err = [line for line in stderr.splitlines() if line.startswith("medvl ")]
+    assert len(err) == 1, err
+    assert train[3]["id"] in err[0] and "cannot read image" in err[0]

@@ -3,7 +3,7 @@
 
 import logging
 
-from datasets import Dataset
+from datasets import Dataset, Image
 
 from medvl_recipes.data.prepared import load_prepared_split
 from medvl_recipes.errors import MedvlError
@@ -48,5 +48,14 @@ def get_pair_datasets(script_args, do_eval: bool = True) -> tuple[Dataset, Datas
             max_samples=script_args.max_eval_samples,
             setting="dataset_test_split",
         )
+    train, evaluation = (_undecoded(d, script_args.image_column) for d in (train, evaluation))
     logger.info("pairs: %d train, %s eval from %s", len(train), len(evaluation) if evaluation else 0, name)
     return train, evaluation
+
+
+def _undecoded(dataset: Dataset | None, image_column: str) -> Dataset | None:
+    # `datasets` would decode images inside the dataloader, where a corrupt or oversized file is a PIL traceback;
+    # the pair collator decodes them with `imaging.load_image` instead, whose error names the sample and its id.
+    if dataset is None or not isinstance(dataset.features.get(image_column), Image):
+        return dataset
+    return dataset.cast_column(image_column, Image(decode=False))
