@@ -553,7 +553,7 @@ def _embed(args: EvalArguments, samples: Samples, inputs: MetricInputs, models: 
 
         st_model = load_sentence_model(args.sentence_model, device=device)
         models["sentence_model"] = {"name_or_path": args.sentence_model or default_sentence_model_path()}
-        inputs._signatures["sentence_model"] = Path(models["sentence_model"]["name_or_path"]).name
+        inputs._signatures["sentence_model"] = "/".join(Path(models["sentence_model"]["name_or_path"]).parts[-2:])
         inputs.gen_sent_emb = sentence_embeddings(st_model, samples.generations, batch_size=args.batch_size * 8)
         inputs.ref_sent_emb = sentence_embeddings(
             st_model, [r if isinstance(r, str) else r[0] for r in samples.references], batch_size=args.batch_size * 8
