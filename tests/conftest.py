@@ -72,3 +72,23 @@ def chat_dataset_dir(tmp_path_factory, prepared_dataset_dir) -> Path:
     from medvl_recipes.data.chat import write_chat_dataset
 
     return write_chat_dataset(prepared_dataset_dir, tmp_path_factory.mktemp("chat") / "chat")
+
+
+# Debian's chromium, driven by Playwright (never `playwright install`, which downloads a browser build).
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium for the demo and review page tests (skipped where Debian's chromium is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()

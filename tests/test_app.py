@@ -10,7 +10,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,11 +29,11 @@ from medvl_recipes.demo.settings import DemoConfig, resolve_sources
 from medvl_recipes.demo.uploads import mask_bands, read_upload
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import dicom_to_image
+from medvl_recipes.launch import free_port
 from tests.fixtures.factories import write_prepared_dataset
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 PATIENT_NAME, PATIENT_ID = "Doe^Jane", "PID-4711-XYZ"
 TOP_K = 3
 
@@ -91,12 +90,6 @@ EXPECTED_MESSAGES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served_app(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
@@ -109,7 +102,7 @@ def served_app(tiny_models, tmp_path_factory):
     spec = importlib.util.spec_from_file_location("medvl_app", REPO_ROOT / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
-    port = _free_port()
+    port = free_port()
     demo, config, kwargs = app.build(
         [
             "--decoder",
@@ -544,21 +537,6 @@ def test_dicom_upload_is_windowed_masked_and_never_kept(served_app, client, tmp_
 # The page in a real browser
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
 def _open(browser, url: str, **kwargs):
     from playwright.sync_api import expect
 
@@ -651,11 +629,17 @@ def test_browser_upload_preview_report_dicom_ood_and_phone(
     assert png.name not in page.content()
     _press(page, "#run", "Done.")
     report = page.locator("#report")
-    expect(report).to_contain_text("pleural effusion")
-    colours = page.eval_on_selector_all(
-        "#report .token", "spans => spans.map(s => [s.innerText, getComputedStyle(s).backgroundColor])"
-    )
-    coloured = {text.split("\n")[0].strip(): colour for text, colour in colours}
+    expect(report).to_contain_text("lower lobe pneumonia")
+
+    def coloured() -> dict:
+        colours = page.eval_on_selector_all(
+            "#report .token", "spans => spans.map(s => [s.innerText, getComputedStyle(s).backgroundColor])"
+        )
+        return {text.split("\n")[0].strip(): colour for text, colour in colours}
+
+    # The report streams: wait until its last sentence is there and highlighted, not only its first.
+    _eventually(lambda: "0, 0, 0, 0" not in coloured().get("Possible right lower lobe pneumonia.", "0, 0, 0, 0"), 15)
+    coloured = coloured()
     assert (
         coloured["Small left pleural effusion."] == "rgba(224, 49, 49, 0.5)"
         or "224, 49, 49" in coloured["Small left pleural effusion."]

@@ -6,20 +6,19 @@ import json
 import math
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.jsonl import write_jsonl
+from medvl_recipes.launch import free_port
 from medvl_recipes.review.cases import REXVAL_ERRORS, load_cases, reviewer_queue
 from medvl_recipes.review.stats import review_stats
 from medvl_recipes.review.store import check_login, load_answers, load_credentials, save_answer
 from tests.fixtures.factories import write_prepared_dataset
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 CASE_IDS = ["c1", "c2"]
 
 
@@ -128,12 +127,6 @@ def test_stats_cli_writes_a_report(tmp_path):
 # The page in a real browser
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def review_app(tmp_path_factory):
     from medvl_recipes.review.app import build
@@ -147,27 +140,12 @@ def review_app(tmp_path_factory):
     run_a = write_run(root / "a", {k: f"System A says: {v}" for k, v in refs.items()}, dict.fromkeys(refs, 0.5), refs)
     run_b = write_run(root / "b", {k: f"System B says: {v}" for k, v in refs.items()}, dict.fromkeys(refs, 0.2), refs)
     (root / "reviewers.txt").write_text("alice:alice-pw\nbob:bob-pw\ncarol:carol-pw\n")
-    port = _free_port()
+    port = free_port()
     argv = ["--runs", str(run_a), str(run_b), "--dataset", str(dataset), "--answers", str(root / "answers")]
     demo, kwargs = build([*argv, "--credentials", str(root / "reviewers.txt"), "--seed", "7", "--port", str(port)])
     demo.launch(**kwargs, prevent_thread_lock=True, quiet=True)
     yield {"url": f"http://127.0.0.1:{port}/", "answers": root / "answers", "runs": [str(run_a), str(run_b)]}
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 def _login(browser, url: str, login: str):
