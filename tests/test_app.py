@@ -346,8 +346,11 @@ def test_index_is_brute_force_and_cached(tiny_models, tmp_path, monkeypatch):
     )
     from transformers import AutoModel, AutoProcessor
 
+    from medvl_recipes.checkpoints import model_fingerprint
+
     encoder = AutoModel.from_pretrained(config.encoder).eval()
-    models = DemoModels(None, None, encoder, AutoProcessor.from_pretrained(config.encoder))
+    processor = AutoProcessor.from_pretrained(config.encoder)
+    models = DemoModels(None, None, encoder, processor, {"encoder": model_fingerprint(config.encoder)})
     index = build_index(models, config)
     assert len(index.ids) == 5 and len(list((tmp_path / "cache").glob("index-*.pt"))) == 1
     query = index.image_emb[3]
@@ -370,11 +373,13 @@ def test_index_is_brute_force_and_cached(tiny_models, tmp_path, monkeypatch):
     monkeypatch.setattr("medvl_recipes.retrieval.encode_images", lambda *a, **k: 1 / 0)
     cached = build_index(models, config)
     torch.testing.assert_close(cached.image_emb, index.image_emb)
-    # Changing the encoder weights invalidates the cache.
+    # A retrained encoder (other weights on disk, same file names and sizes) invalidates the cache.
     with torch.no_grad():
         encoder.logit_bias.add_(1.0)
+    encoder.save_pretrained(tmp_path / "retrained")
+    retrained = DemoModels(None, None, encoder, processor, {"encoder": model_fingerprint(str(tmp_path / "retrained"))})
     with pytest.raises(ZeroDivisionError):
-        build_index(models, config)
+        build_index(retrained, config)
 
 
 def test_siglip_match_is_the_model_sigmoid(tiny_models):
@@ -473,10 +478,15 @@ def test_gradio_client_report_and_neighbours(served_app, client, brute_force, ba
     np.testing.assert_array_equal(
         np.asarray(Image.open(preview).convert("RGB")), np.asarray(Image.open(example).convert("RGB"))
     )
-    # The downloads: the report as text and as JSON naming the model and its revision (None: a local folder).
+    # The downloads: the report as text and as JSON naming the model and its revision (a local folder's weights
+    # fingerprint, the one `medvl eval` reports).
     assert sorted(Path(f).name for f in files) == ["report.json", "report.txt"]
     record = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
-    assert record["report"] == report and record["model"] == {"id": served_app["config"].decoder, "revision": None}
+    from medvl_recipes.checkpoints import model_fingerprint
+
+    decoder = served_app["config"].decoder
+    assert record["report"] == report and record["model"] == {"id": decoder, "revision": model_fingerprint(decoder)}
+    assert record["model"]["revision"].startswith("local-")
     assert record["disclaimer"].startswith("Not for clinical use")
     assert [c["id"] for c in record["similar_cases"]] == [case_id for case_id, _, _ in expected]
     assert report in Path(next(f for f in files if f.endswith(".txt"))).read_text()

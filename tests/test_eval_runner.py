@@ -206,7 +206,7 @@ def test_resume_reuses_only_generations_of_the_same_decoder_data_and_prompt(tmp_
     runner.cli(argv())
     assert sum(calls) == 8 and (out / runner.GENERATION_IDENTITY_FILE).is_file()
     cases = [
-        (argv("b"), "decoder_weights"),
+        (argv("b"), "decoder_revision"),
         (argv("a", other_data), "dataset"),
         (argv("a", dataset_dir, "--prompt", "Describe the image."), "prompt None -> 'Describe the image.'"),
         (argv("a", dataset_dir, "--max-new-tokens", "16"), "max_new_tokens 128 -> 16"),

@@ -144,25 +144,40 @@ def dataset_fingerprint(name_or_path: str | None) -> str | None:
 
 
 def model_fingerprint(name_or_path: str | None, revision: str | None = None) -> str | None:
-    """A `files_fingerprint` of a local model folder's config and weights (so a moved folder is the same model and
-    another model in the same place is not), or `hub:<id>@<revision>` for a Hub id.
+    """What identifies a model's weights: for a local folder a `files_fingerprint` of its config and weights (a moved
+    folder is the same model, another model in the same place is not); for a Hub id `hub:<id>@<commit>`, the commit
+    the local cache serves (else `revision` or `main`).
+
+    The one model identity of the project: checkpoints' run identity, `medvl eval`'s reported revision and
+    `--resume` check, the demo's downloads and its case-index cache key.
 
     Args:
         name_or_path (`str`, *optional*): A model folder or Hub id.
-        revision (`str`, *optional*): The Hub revision.
+        revision (`str`, *optional*): The Hub revision asked for.
     """
     if not name_or_path:
         return None
     folder = Path(name_or_path)
     if not folder.is_dir():
-        return f"hub:{name_or_path}@{revision or 'main'}"
+        return f"hub:{name_or_path}@{_cached_commit(name_or_path) or revision or 'main'}"
     files = sorted(
         p
         for p in folder.iterdir()
         if p.name in ("config.json", "adapter_config.json")
         or (p.suffix in (".safetensors", ".bin") and p.name != "training_args.bin")
     )
-    return files_fingerprint(files, folder)
+    return f"local-{files_fingerprint(files, folder)}"
+
+
+def _cached_commit(repo_id: str) -> str | None:
+    # The cache lays a snapshot out as `.../snapshots/<commit>`: the folder name is the revision served offline.
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True)).name
+    except (LocalEntryNotFoundError, HFValidationError, OSError):
+        return None
 
 
 def _plain(args) -> dict[str, Any]:

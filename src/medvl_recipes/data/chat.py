@@ -13,15 +13,14 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from medvl_recipes.atomic import atomic_dir
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.jsonl import read_jsonl
 from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, build_messages, get_prompt_set
@@ -189,13 +188,8 @@ def write_chat_dataset(
     for file in files:
         by_split.setdefault(file.name.split("-")[0], []).append(file)
     _check_replaceable(output_dir)
-    staging = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with atomic_dir(output_dir) as staging:
         counts = _write_splits(by_split, staging, prompts, system_prompt, seed, show_progress)
-        _replace_folder(staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for split, count in counts.items():
         logger.info("wrote %d %s conversations to %s", count, split, output_dir / f"{split}.jsonl")
     return output_dir
@@ -213,15 +207,6 @@ def _check_replaceable(output_dir: Path) -> None:
             f"--output-dir {output_dir} holds files that are not a `medvl to-chat` output ({', '.join(foreign[:3])}); "
             "pass a new or empty folder"
         )
-
-
-def _replace_folder(staging: Path, output_dir: Path) -> None:
-    # Two renames on one filesystem: a reader sees the old folder or the new one, never a mix.
-    old = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}"
-    if output_dir.exists():
-        os.replace(output_dir, old)
-    os.replace(staging, output_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_splits(

@@ -20,8 +20,6 @@ import itertools
 import json
 import logging
 import multiprocessing
-import os
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from medvl_recipes.atomic import atomic_dir
 from medvl_recipes.data.cleaning import DROP_REASONS, clean_image, clean_text
 from medvl_recipes.data.dedup import (
     UnionFind,
@@ -512,13 +511,8 @@ def prepare_dataset(
     _check_output_dir(output_dir)
     # Everything is written into a temporary sibling that replaces `output_dir` only once it is complete, so a
     # failed run (a bad source, a crash, Ctrl-C) leaves the previous dataset, card and report whole.
-    work_dir = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    try:
+    with atomic_dir(output_dir) as work_dir:
         report = _prepare_into(work_dir, config, data_root, strict=strict, num_proc=num_proc, progress=show_progress)
-        _replace_dir(work_dir, output_dir)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
     logger.info(
         "prepared %s: %d train, %d validation\n%s",
         output_dir,
@@ -540,15 +534,6 @@ def _check_output_dir(output_dir: Path) -> None:
         )
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    # Two renames on one file system: the old folder moves aside, the new one takes its name, the old is deleted.
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _published_data_root(data_root, config: DatasetMixtureConfig) -> str | None:
     # The report is published with the dataset: never an absolute local path (it often names a user or a patient).
     root = str(data_root) if data_root is not None else config.data_root
@@ -560,7 +545,7 @@ def _published_data_root(data_root, config: DatasetMixtureConfig) -> str | None:
 def _prepare_into(work_dir: Path, config, data_root, *, strict: bool, num_proc: int, progress: bool) -> dict:
     """Read, clean, de-duplicate, split and write the dataset, card and report into `work_dir`; return the report."""
     data_dir = work_dir / "data"
-    data_dir.mkdir(parents=True)
+    data_dir.mkdir()
     stats: dict[str, _SourceStats] = {s.name: _SourceStats() for s in config.sources}
     # The PNG spool is an anonymous temporary file: it disappears however the run ends.
     with tempfile.TemporaryFile(prefix=".spool-", dir=work_dir) as spool:

@@ -123,16 +123,6 @@ def _load_split(name_or_path: str, split: str, limit: int, setting: str):
     return dataset
 
 
-def _encoder_fingerprint(encoder) -> str:
-    # The weights decide the embeddings: hash them (a few ms for SigLIP-base) so a retrained encoder never
-    # reuses a stale index.
-    digest = hashlib.sha256()
-    for name, tensor in sorted(encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to(torch.float32).cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _content_fingerprint(dataset) -> str:
     # The stored image bytes, ids and texts decide the cache: hashed without decoding a single image.
     from datasets import Image as ImageFeature
@@ -160,7 +150,8 @@ def _cached(path: Path, compute):
 
 
 def _cache_file(kind: str, models: DemoModels, dataset, config: DemoConfig, split: str) -> Path:
-    key_source = f"{_encoder_fingerprint(models.encoder)}|{_content_fingerprint(dataset)}|{split}|{len(dataset)}"
+    # The encoder weights and the stored rows decide the embeddings: a retrained encoder never reuses a stale index.
+    key_source = f"{models.revisions.get('encoder')}|{_content_fingerprint(dataset)}|{split}|{len(dataset)}"
     return Path(config.cache_dir) / f"{kind}-{hashlib.sha256(key_source.encode()).hexdigest()[:20]}.pt"
 
 

@@ -3,7 +3,6 @@
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -24,24 +23,6 @@ class DemoModels:
     revisions: dict[str, str | None] = field(default_factory=dict)
 
 
-def model_revision(name_or_path: str) -> str | None:
-    """The Hub commit a model id resolves to in the local cache, `None` for a local folder or an uncached id.
-
-    Args:
-        name_or_path (`str`): A folder or Hub id.
-    """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
-    if Path(name_or_path).is_dir():
-        return None
-    try:
-        # The cache lays a snapshot out as `.../snapshots/<commit>`: the folder name is the revision served.
-        return Path(snapshot_download(name_or_path, local_files_only=True)).name
-    except (LocalEntryNotFoundError, HFValidationError, OSError):
-        return None
-
-
 def load_models(config: DemoConfig) -> DemoModels:
     """Load the decoder and encoder named by a resolved `config`.
 
@@ -53,5 +34,8 @@ def load_models(config: DemoConfig) -> DemoModels:
     decoder, decoder_processor = load_decoder(config.decoder)
     encoder, encoder_processor = load_encoder(config.encoder)
     logger.info("Loaded decoder %s and encoder %s", config.decoder, config.encoder)
-    revisions = {"decoder": model_revision(config.decoder), "encoder": model_revision(config.encoder)}
+    from medvl_recipes.checkpoints import model_fingerprint
+
+    # Hub commit the cache serves, or a content fingerprint of a local folder (what produced the report).
+    revisions = {"decoder": model_fingerprint(config.decoder), "encoder": model_fingerprint(config.encoder)}
     return DemoModels(decoder, decoder_processor, encoder, encoder_processor, revisions)

@@ -154,7 +154,7 @@ def write_report_files(record: dict, folder: str | Path) -> list[str]:
         "",
         findings_markdown(record["findings"]).replace("**", "").replace("  \n", "\n"),
         "",
-        f"Model: {model['id']} (revision {model['revision'] or 'local, none'})",
+        f"Model: {model['id']} (revision {model['revision'] or 'unknown'})",
         record["disclaimer"],
     ]
     text_path, json_path = folder / "report.txt", folder / "report.json"

@@ -217,18 +217,9 @@ def _attach_dataset(samples: Samples, dataset: Samples) -> None:
 
 
 def _model_info(path: str, model) -> dict:
-    revision = getattr(model.config, "_commit_hash", None)
-    folder = Path(path)
-    if revision is None and folder.is_dir():
-        # A local folder has no commit: fingerprint its config and weight files (names and sizes) instead.
-        digest = hashlib.sha256()
-        for file in sorted(folder.iterdir()):
-            if file.name == "config.json" or file.suffix in {".safetensors", ".bin"}:
-                digest.update(file.name.encode() + str(file.stat().st_size).encode())
-                if file.name == "config.json":
-                    digest.update(file.read_bytes())
-        revision = f"local-{digest.hexdigest()[:12]}"
-    return {"name_or_path": path, "revision": revision, "class": type(model).__name__}
+    from medvl_recipes.checkpoints import model_fingerprint
+
+    return {"name_or_path": path, "revision": model_fingerprint(path), "class": type(model).__name__}
 
 
 def _generate(model, processor, images: list, args: EvalArguments) -> list[str]:
@@ -268,19 +259,6 @@ def _read_finished(output_dir: Path) -> dict[str, str]:
 GENERATION_IDENTITY_FILE = "generation_identity.json"
 
 
-def _weights_digest(path: str) -> str | None:
-    # Two runs of one recipe write weight files of equal names and sizes: their content decides.
-    from medvl_recipes.checkpoints import files_fingerprint
-
-    folder = Path(path)
-    if not folder.is_dir():
-        return None
-    weights = sorted(
-        f for f in folder.iterdir() if f.suffix in {".safetensors", ".bin"} and f.name != "training_args.bin"
-    )
-    return files_fingerprint(weights, folder)
-
-
 def generation_identity(args: EvalArguments, decoder_info: dict) -> dict:
     """What decides a decoder's generations: the decoder (name, revision, weights), the data and the prompt.
 
@@ -295,8 +273,8 @@ def generation_identity(args: EvalArguments, decoder_info: dict) -> dict:
 
     return {
         "decoder": args.decoder,
+        # Content-based for local folders: two runs of one recipe write weights of equal names and sizes.
         "decoder_revision": decoder_info.get("revision"),
-        "decoder_weights": _weights_digest(args.decoder),
         "dataset": dataset_fingerprint(args.dataset),
         "split": args.split,
         "prompt": args.prompt,
