@@ -152,7 +152,7 @@ class OnnxEncoder:
         self.vision, self.text = (onnxruntime.InferenceSession(str(f), options, providers=providers) for f in files)
         self.processor = AutoProcessor.from_pretrained(path)
         logits = json.loads((path / "onnx" / LOGITS_FILE).read_text())
-        self.logit_scale = float(np.exp(logits["logit_scale"]))
+        self.logit_scale = float(logits["logit_scale"])  # log temperature, as in the checkpoint
         self.logit_bias = float(logits["logit_bias"])
 
     def encode_images(self, images, batch_size: int = 32) -> torch.Tensor:

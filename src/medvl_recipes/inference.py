@@ -36,6 +36,7 @@ import torch
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import is_dicom, load_image
 from medvl_recipes.prompts import read_prompt
+from medvl_recipes.retrieval import match_probability
 
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class TorchEncoder:
         from medvl_recipes.modeling import load_encoder
 
         self.model, self.processor = load_encoder(name_or_path, dtype="float32", device=device)
-        self.logit_scale = float(self.model.logit_scale.detach().exp())
+        self.logit_scale = float(self.model.logit_scale.detach())  # log temperature, as in the checkpoint
         self.logit_bias = float(self.model.logit_bias.detach())
 
     def encode_images(self, images, batch_size: int = 32) -> torch.Tensor:
@@ -310,8 +311,7 @@ def _add_encoder_fields(rows, pil_images, reports, match_encoder, index, k) -> N
     image_emb = match_encoder.encode_images(pil_images)  # (B, D), L2-normalised
     text_emb = match_encoder.encode_texts(reports)  # (B, D)
     cosine = (image_emb * text_emb).sum(-1)  # (B,)
-    # SigLIP's own calibrated output: the sigmoid of the logit its loss was trained on.
-    probability = torch.sigmoid(match_encoder.logit_scale * cosine + match_encoder.logit_bias)
+    probability = match_probability(cosine, match_encoder.logit_scale, match_encoder.logit_bias)
     neighbours = None
     if index is not None:
         scores = image_emb @ index["image_emb"].T  # (B, N)

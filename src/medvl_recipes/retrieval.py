@@ -230,3 +230,23 @@ def write_retrieval_before_after(path: str | Path, before: dict, after: dict) ->
     logger.info("Validation retrieval before -> after training:\n%s", table)
     Path(path).write_text(json.dumps({"before": before, "after": after, "table": table}, indent=2))
     return table
+
+
+def match_probability(cosine, logit_scale: float, logit_bias: float):
+    """SigLIP's own image-report pair probability, `sigmoid(exp(logit_scale) * cosine + logit_bias)`.
+
+    The quantity its sigmoid loss is trained on; `medvl eval`, `medvl generate` and the demo all report this one.
+
+    Args:
+        cosine (`float`, `np.ndarray` or `torch.Tensor`): Image-text cosine similarities.
+        logit_scale (`float`): The learned log temperature, as stored in the checkpoint (`model.logit_scale`).
+        logit_bias (`float`): The learned bias.
+
+    Returns:
+        The probabilities, of the type of `cosine` (a `float` for a `float`).
+    """
+    logits = np.exp(float(logit_scale)) * cosine + float(logit_bias)
+    if isinstance(logits, torch.Tensor):
+        return torch.sigmoid(logits)
+    probability = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    return float(probability) if np.ndim(probability) == 0 else probability

@@ -17,8 +17,9 @@ from medvl_recipes.demo.settings import DemoConfig
 from medvl_recipes.demo.uploads import UPLOAD_KINDS, Upload, mask_bands, read_upload
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.evaluation.findings import FindingExtractor
+from medvl_recipes.evaluation.similarity import siglip_logit_params
 from medvl_recipes.generation import stream_report
-from medvl_recipes.retrieval import encode_images, encode_texts
+from medvl_recipes.retrieval import encode_images, encode_texts, match_probability
 
 
 @functools.cache
@@ -40,10 +41,8 @@ def siglip_match(models: DemoModels, image_emb: torch.Tensor, report: str) -> tu
     """
     text_emb = encode_texts(models.encoder, models.encoder_processor, [report])  # (1, D)
     cosine = float(image_emb.reshape(-1) @ text_emb.reshape(-1))
-    with torch.no_grad():
-        scale = float(models.encoder.logit_scale.exp())
-        bias = float(models.encoder.logit_bias) if getattr(models.encoder, "logit_bias", None) is not None else 0.0
-    return float(torch.sigmoid(torch.tensor(scale * cosine + bias))), cosine
+    scale, bias = siglip_logit_params(models.encoder)
+    return match_probability(cosine, scale, bias), cosine
 
 
 @dataclass

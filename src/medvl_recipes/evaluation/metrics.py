@@ -24,7 +24,7 @@ from medvl_recipes.errors import MedvlError
 from medvl_recipes.evaluation.bootstrap import bootstrap_distribution, confidence_interval, resample_counts
 from medvl_recipes.evaluation.findings import FindingExtractor, f1_stats, macro_f1, micro_f1
 from medvl_recipes.evaluation.grounding import StudyParser, agreement_stats, distinct_share, distinct_stats
-from medvl_recipes.retrieval import retrieval_ranks
+from medvl_recipes.retrieval import match_probability, retrieval_ranks
 
 
 logger = logging.getLogger(__name__)
@@ -505,8 +505,7 @@ def _rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid_probability(cosine: np.ndarray, inputs: MetricInputs) -> np.ndarray:
-    logits = math.exp(inputs.logit_scale) * cosine + inputs.logit_bias
-    return 1.0 / (1.0 + np.exp(-logits))
+    return match_probability(cosine, inputs.logit_scale, inputs.logit_bias)
 
 
 def register_similarity(name: str, requires: tuple[str, ...], score: Callable[[MetricInputs], np.ndarray], scale: str):
