@@ -14,6 +14,7 @@ Output is byte-identical for a seed: every file is written in sorted order witho
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -25,6 +26,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from medvl_recipes.data.sources.dicom import KEY_FILE
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import dicom_tags_caption, dicom_to_image, read_dicom
 from medvl_recipes.samples.phantoms import STUDY_TYPES, StudySpec, render_study, sample_spec
@@ -625,12 +627,15 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
                 target.unlink()
 
 
-def _sample_dicom(output_dir: Path, allocation: dict, real: list[dict]):
+def _sample_dicom(output_dir: Path, allocation: dict, real: list[dict], seed: int):
     """Copies of the real DICOM files plus phantoms in several pixel encodings; returns the captions."""
     # DICOM: copies of the real files plus phantoms in several pixel encodings.
     dicom_root = output_dir / "dicom"
     dicom_captions, dicom_findings = [], []
     dicom_root.mkdir(parents=True, exist_ok=True)
+    # The DICOM source keys its published ids with a secret kept beside the raw files (a random one for real data).
+    # The sample holds no patient, so its key follows the seed: the same seed prepares the same ids and split.
+    (dicom_root / KEY_FILE).write_text(hashlib.sha256(f"medvl-sample-deid-key:{seed}".encode()).hexdigest())
     for (_, name, _), record in zip(REAL_DICOM, real, strict=True):
         shutil.copyfile(record["path"], dicom_root / name)
         dicom_captions.append([name, record["caption"]])
@@ -917,7 +922,7 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
     real = _real_records()
     gotchas: dict[str, int] = {}
 
-    dicom_captions = _sample_dicom(output_dir, allocation, real)
+    dicom_captions = _sample_dicom(output_dir, allocation, real, seed)
     roco_items, roco_splits = _sample_roco(output_dir, allocation, real, rng)
     rocov2_items, rocov2_splits, n_csv = _sample_rocov2(output_dir, allocation, real, roco_items, rng, gotchas)
     cases, medpix_splits = _sample_medpix(output_dir, allocation, real, rng, gotchas)
