@@ -124,8 +124,12 @@ def test_medpix_placeholder_is_junk_and_a_repeated_line_is_counted(tmp_path, lay
 def test_rocov2_zenodo_csv_in_any_encoding(tmp_path, encoding):
     root = write_rocov2_zenodo_release(tmp_path / "rocov2", encoding=encoding)
     report, rows = prepare_one(tmp_path, {"type": "rocov2", "path": str(root)})
-    assert report["sources"]["rocov2"]["kept"] == 2
+    assert report["sources"]["rocov2"]["kept"] == 4
     assert_paired(rows)
+    texts = {row["id"]: row["text"] for row in rows}
+    # Curly quotes survive every encoding; the caption's leading space is not kept.
+    assert texts["rocov2:ROCOv2_2023_test_000011"].endswith("the \u201cstring of pearls\u201d sign.")
+    assert texts["rocov2:ROCOv2_2023_test_000021"].startswith("Computed tomography of the head")
 
 
 def _report_parquet(path: Path, columns: dict) -> Path:
@@ -243,7 +247,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     (broken / "train_captions.csv").write_bytes(b"ID,Caption\r\nx,\x81\x8d\x8f\r\n")  # undefined in cp1252 too
     cases.append(({"type": "rocov2", "path": str(broken)}, ["train_captions.csv", "neither UTF-8"]))
     columns = write_rocov2_zenodo_release(tmp_path / "columns", encoding="utf-8-sig")
-    (columns / "train_captions.csv").write_text("\ufeffID,Text\nROCOv2_2023_train_000001,x\n")
+    (columns / "test_captions.csv").write_text("\ufeffID,Text\nROCOv2_2023_test_000001,x\n")
     cases.append(({"type": "rocov2", "path": str(columns)}, ["missing column(s) ['Caption']", "['ID', 'Text']"]))
     metadata = tmp_path / "imagefolder"
     metadata.mkdir()
