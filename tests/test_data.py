@@ -75,6 +75,7 @@ def test_recipes_parse_and_sample_covers_every_sample_source(repo_root):
         ("rocov2", "rocov2_csv"),
         ("medpix", "medpix"),
         ("openi", "openi"),
+        ("pmc_oa", "pmc_oa"),
         ("dicom", "dicom"),
     }
     real = load_mixture_config(repo_root / "recipes" / "data" / "roco_medpix_openi.yaml")
@@ -497,6 +498,13 @@ def test_sample_data_gotchas_are_counted_and_split_is_leak_free(sample_raw_dir, 
     assert medpix.get("junk_text", 0) + medpix.get("text_too_short", 0) == gotchas["medpix_junk_captions"]
     assert report["sources"]["openi"]["dropped"]["no_image"] == gotchas["openi_reports_without_images"]
     assert report["sources"]["rocov2"]["dropped"]["duplicate_pair"] == gotchas["roco_rocov2_exact_duplicate_images"]
+    # The Zenodo CSV form re-publishes ROCOv2 records already read from the parquet form: kept 0, legitimately.
+    csv_form = report["sources"]["rocov2_csv"]
+    assert csv_form["duplicate_of"] == {"rocov2": manifest["sources"]["rocov2_csv"]["splits"]["train"]}
+    assert csv_form["emptied_by_cross_source_dedup"] and csv_form["kept"] == 0
+    assert any("'rocov2_csv'" in w and "emptied by cross-source dedup" in w for w in report["warnings"])
+    # PMC-OA in the official zip layout (images/caption_T060_filtered_top4_sep_v0_subfigures/): every row is kept.
+    assert report["sources"]["pmc_oa"]["kept"] == manifest["sources"]["pmc_oa"]["rows"] > 0
     assert all(v == 0 for k, v in report["leakage"].items() if k != "near_duplicate_pairs_checked")
     loaded = datasets.load_dataset(str(prepared_dataset_dir))
     assert loaded["train"].num_rows == report["totals"]["train"] > 0

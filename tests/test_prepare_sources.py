@@ -7,6 +7,7 @@ records kept, the drop reasons and that every kept image is the one written for 
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from PIL import Image
 from medvl_recipes.cli import main
 from medvl_recipes.data.prepare import prepare_dataset
 from tests.fixtures.sources.releases import (
+    expected_image,
     matches,
     png_bytes,
     write_kaggle_iu_release,
@@ -124,8 +126,12 @@ def test_medpix_placeholder_is_junk_and_a_repeated_line_is_counted(tmp_path, lay
 def test_rocov2_zenodo_csv_in_any_encoding(tmp_path, encoding):
     root = write_rocov2_zenodo_release(tmp_path / "rocov2", encoding=encoding)
     report, rows = prepare_one(tmp_path, {"type": "rocov2", "path": str(root)})
-    assert report["sources"]["rocov2"]["kept"] == 2
+    assert report["sources"]["rocov2"]["kept"] == 4
     assert_paired(rows)
+    texts = {row["id"]: row["text"] for row in rows}
+    # Curly quotes survive every encoding; the caption's leading space is not kept.
+    assert texts["rocov2:ROCOv2_2023_test_000011"].endswith("the \u201cstring of pearls\u201d sign.")
+    assert texts["rocov2:ROCOv2_2023_test_000021"].startswith("Computed tomography of the head")
 
 
 def _report_parquet(path: Path, columns: dict) -> Path:
@@ -230,6 +236,47 @@ def test_a_source_that_keeps_under_half_is_a_warning_in_log_and_table(tmp_path, 
     assert "| kept 25% < 50%: missing_image 3 |" in caplog.text  # the summary table's warning column
 
 
+def test_a_source_emptied_by_cross_source_dedup_is_a_warning_that_says_so(tmp_path, caplog):
+    # One release re-published under a second path (as ROCOv2's CSV form repeats its parquet form): every record of
+    # the copy is an exact image+text duplicate of one kept from the first source. That is the one 0-kept case
+    # that does not fail the run.
+    first = write_rocov2_zenodo_release(tmp_path / "rocov2")
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    sources = [{"type": "rocov2", "path": str(first)}, {"type": "rocov2", "name": "copy", "path": str(copy)}]
+
+    def prepare_two(out: Path) -> dict:
+        prepare_dataset({"sources": sources, "val_fraction": 0.0}, output_dir=out, num_proc=1, show_progress=False)
+        return json.loads((out / "prepare_report.json").read_text())
+
+    with caplog.at_level("INFO"):
+        report = prepare_two(tmp_path / "out")
+    assert_counted(report)
+    s = report["sources"]["copy"]
+    assert (s["read"], s["kept"], s["dropped"]) == (4, 0, {"duplicate_pair": 4})
+    assert s["duplicate_of"] == {"rocov2": 4} and s["emptied_by_cross_source_dedup"] is True
+    assert report["sources"]["rocov2"]["kept"] == 4 and report["sources"]["rocov2"]["duplicate_of"] == {}
+    assert report["sources"]["rocov2"]["emptied_by_cross_source_dedup"] is False
+    (warning,) = report["warnings"]
+    assert warning.startswith(f"source 'copy' kept 0 of 4 records read from {copy}: emptied by cross-source dedup")
+    assert "exact duplicate (same pixels, same text) of a record kept from 'rocov2' 4" in warning
+    assert warning in caplog.text
+    assert "| kept 0: emptied by cross-source dedup, all 4 duplicates of 'rocov2' 4 |" in caplog.text
+
+    # One record of its own: not emptied, so the usual under-half warning, naming the duplicates' other source.
+    line = "ROCOv2_2023_test_000009,Early sagittal T2-weighted MRI.\n"  # test_captions.csv (982165e)
+    with (copy / "test_captions.csv").open("a", encoding="utf-8") as handle:
+        handle.write(line)
+    expected_image("ROCOv2_2023_test_000009").convert("RGB").save(copy / "test" / "ROCOv2_2023_test_000009.jpg")
+    report = prepare_two(tmp_path / "out2")
+    s = report["sources"]["copy"]
+    assert (s["kept"], s["emptied_by_cross_source_dedup"]) == (1, False)
+    assert report["warnings"] == [
+        f"source 'copy' kept 1 of 5 records read (20%) from {copy}; top drop reasons: duplicate_pair 4; "
+        "duplicates of records kept from other sources: 'rocov2' 4"
+    ]
+
+
 # Encodings, missing columns, typos: one line, exit 2, no traceback
 
 
@@ -243,7 +290,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     (broken / "train_captions.csv").write_bytes(b"ID,Caption\r\nx,\x81\x8d\x8f\r\n")  # undefined in cp1252 too
     cases.append(({"type": "rocov2", "path": str(broken)}, ["train_captions.csv", "neither UTF-8"]))
     columns = write_rocov2_zenodo_release(tmp_path / "columns", encoding="utf-8-sig")
-    (columns / "train_captions.csv").write_text("\ufeffID,Text\nROCOv2_2023_train_000001,x\n")
+    (columns / "test_captions.csv").write_text("\ufeffID,Text\nROCOv2_2023_test_000001,x\n")
     cases.append(({"type": "rocov2", "path": str(columns)}, ["missing column(s) ['Caption']", "['ID', 'Text']"]))
     metadata = tmp_path / "imagefolder"
     metadata.mkdir()

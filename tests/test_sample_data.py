@@ -202,6 +202,19 @@ def test_sidecar_findings_agree_with_source_texts(sample_dirs):
     assert no_images == manifest["gotchas"]["openi_reports_without_images"] > 0
     assert empty == manifest["gotchas"]["openi_empty_findings"] > 0
 
+    pmc_oa = sidecar(root / "pmc_oa")
+    rows = [json.loads(line) for line in (root / "pmc_oa" / "pmc_oa.jsonl").open(encoding="utf-8")]
+    assert len(rows) == manifest["sources"]["pmc_oa"]["rows"] > 0
+    articles = {row["image"].split("_", 1)[0] for row in rows}
+    assert len(articles) == manifest["sources"]["pmc_oa"]["articles"] <= len(rows)
+    for row in rows:
+        # The row fields of axiong/pmc_oa's loading script; images.zip unzipped into images/.
+        assert list(row) == ["image", "caption", "alignment_type", "alignment_score"]
+        assert re.fullmatch(r"PMC\d+_Fig\d_\d\.jpg", row["image"])
+        assert (root / "pmc_oa" / "images" / "caption_T060_filtered_top4_sep_v0_subfigures" / row["image"]).is_file()
+        assert_report_agrees(row["caption"], pmc_oa[row["image"]])
+        checked += 1
+
     dicom = sidecar(root / "dicom")
     with (root / "dicom" / "captions.csv").open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):

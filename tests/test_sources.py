@@ -14,6 +14,7 @@ from PIL import Image
 
 from medvl_recipes.data.mixture import SourceConfig
 from medvl_recipes.data.sources import available_sources, get_source_adapter
+from tests.fixtures.sources.releases import openi_report_xml
 
 
 def noise_image(seed: int, size: tuple[int, int] = (64, 48), mode: str = "L") -> Image.Image:
@@ -114,14 +115,16 @@ def write_rocov2_parquet(root: Path, seed: int = 200) -> Path:
 
 
 def write_rocov2_csv(root: Path, seed: int = 300) -> Path:
+    """The Zenodo CSV form: LF line ends, minimal quoting, JPEG images in <split>/ (see the release fixture in
+    tests/fixtures/sources/releases.py for the provenance)."""
     (root / "train").mkdir(parents=True)
     with (root / "train_captions.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["ID", "Caption"])
         writer.writerow(["ROCOv2_2023_train_000001", "Head CT demonstrating left parotiditis, with comma."])
         writer.writerow(["ROCOv2_2023_train_000002", "Chest X-ray without the image file."])
     (root / "train_concepts.csv").write_text("ID,CUIs\nROCOv2_2023_train_000001,C0040405;C0030580\n")
-    noise_image(seed).save(root / "train" / "ROCOv2_2023_train_000001.png")
+    noise_image(seed).save(root / "train" / "ROCOv2_2023_train_000001.jpg", quality=95)
     return root
 
 
@@ -146,7 +149,8 @@ def test_rocov2_csv(tmp_path):
     records = read("rocov2", write_rocov2_csv(tmp_path / "rocov2_csv"))
     assert records[0].text == "Head CT demonstrating left parotiditis, with comma."
     assert records[0].meta["cuis"] == ["C0040405", "C0030580"]
-    assert records[0].image.name == "ROCOv2_2023_train_000001.png"
+    assert records[0].image.name == "ROCOv2_2023_train_000001.jpg"
+    assert records[1].image.name == "ROCOv2_2023_train_000002.jpg"  # a missing image is reported as the .jpg
     assert records[1].drop_reason == "missing_image"
 
 
@@ -222,29 +226,6 @@ def test_medpix(tmp_path):
     assert findings["MPX2483_synpic27408"] == "Simple hepatic cyst."
 
 
-OPENI_XML = """<?xml version="1.0" encoding="utf-8"?>
-<eCitation>
-  <meta type="rr"/>
-  <uId id="{uid}"/>
-  <pmcId id="{n}"/>
-  <docSource>CXR</docSource>
-  <MedlineCitation Owner="Indiana University" Status="supplied">
-    <Article PubModel="Electronic">
-      <ArticleTitle>Indiana University Chest X-ray Collection</ArticleTitle>
-      <Abstract>
-        <AbstractText Label="COMPARISON">None.</AbstractText>
-        <AbstractText Label="INDICATION">Positive TB test</AbstractText>
-        <AbstractText Label="FINDINGS">{findings}</AbstractText>
-        <AbstractText Label="IMPRESSION">{impression}</AbstractText>
-      </Abstract>
-    </Article>
-  </MedlineCitation>
-  <MeSH><major>normal</major></MeSH>
-  {images}
-</eCitation>
-"""
-
-
 def write_openi(root: Path, seed: int = 500, reports: list[tuple[str, str, int]] | None = None) -> Path:
     """IU X-Ray XML reports; `reports` is a list of (findings, impression, number of images)."""
     reports = reports or [
@@ -262,14 +243,7 @@ def write_openi(root: Path, seed: int = 500, reports: list[tuple[str, str, int]]
     for n, (findings, impression, n_images) in enumerate(reports, start=1):
         uid = f"CXR{n}"
         names = [f"CXR{n}_1_IM-{n:04d}-{k + 1}001" for k in range(n_images)]
-        images = "\n  ".join(
-            f'<parentImage id="{name}"><figureId>F{k + 1}</figureId><caption>Xray Chest PA and Lateral</caption>'
-            f'<panel type="single"><url>/hadoop/storage/radiology/extract/{name}.jpg</url></panel></parentImage>'
-            for k, name in enumerate(names)
-        )
-        (root / "ecgen-radiology" / f"{n}.xml").write_text(
-            OPENI_XML.format(uid=uid, n=n, findings=findings, impression=impression, images=images)
-        )
+        (root / "ecgen-radiology" / f"{n}.xml").write_text(openi_report_xml(n, findings, impression, names))
         for k, name in enumerate(names):
             noise_image(seed + 10 * n + k, size=(64, 64)).save(root / "NLMCXR_png" / f"{name}.png")
         findings_lines.append(

@@ -91,9 +91,25 @@ class _SourceStats:
     # One example (record id and detail) per drop reason, so that an error can show what was looked for.
     examples: dict = field(default_factory=dict)
     path: str = ""
+    # `duplicate_pair` drops whose first copy was kept from another source, by that source's name.
+    duplicate_of: Counter = field(default_factory=Counter)
 
     def top_drops(self, n: int = 3) -> str:
         return ", ".join(f"{reason} {count}" for reason, count in self.dropped.most_common(n)) or "none"
+
+    def emptied_by_other_sources(self) -> bool:
+        """Whether every record that passed cleaning repeats one kept from another source (so 0 kept is legitimate).
+
+        Cleaning leaving 0 already failed the run; after that, 0 kept can only mean that each record was dropped as
+        an exact image+text repeat of a record seen first in another source (a record seen first in its own source
+        is kept), as when one release re-publishes another (ROCOv2's CSV and parquet forms).
+        """
+        return (
+            self.read > 0 and self.kept == 0 and sum(self.duplicate_of.values()) == self.dropped["duplicate_pair"] > 0
+        )
+
+    def duplicates_of(self) -> str:
+        return ", ".join(f"{name!r} {count}" for name, count in sorted(self.duplicate_of.items()))
 
 
 _WORKER_CONFIG: CleaningConfig | None = None
@@ -224,9 +240,17 @@ def _normalise_findings(findings: list[dict] | None, where: str) -> list[dict]:
 def _low_keep_warning(name: str, s: _SourceStats) -> str | None:
     if s.read == 0 or s.kept / s.read >= LOW_KEEP_WARNING:
         return None
+    if s.emptied_by_other_sources():
+        return (
+            f"source {name!r} kept 0 of {s.read} records read from {s.path}: emptied by cross-source dedup, every "
+            f"record that passed cleaning ({s.dropped['duplicate_pair']}) is an exact duplicate (same pixels, same "
+            f"text) of a record kept from {s.duplicates_of()}; legitimate when one release re-publishes another, "
+            f"otherwise check its path; top drop reasons: {s.top_drops()}"
+        )
+    across = f"; duplicates of records kept from other sources: {s.duplicates_of()}" if s.duplicate_of else ""
     return (
         f"source {name!r} kept {s.kept} of {s.read} records read ({s.kept / s.read:.0%}) from {s.path}; "
-        f"top drop reasons: {s.top_drops()}"
+        f"top drop reasons: {s.top_drops()}{across}"
     )
 
 
@@ -238,11 +262,12 @@ def _summary_table(stats: dict[str, _SourceStats]) -> str:
     for name, s in stats.items():
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(s.dropped.items())) or "0"
         changed = ", ".join(f"{k} {v}" for k, v in sorted(s.changed.items())) or "0"
-        warning = (
-            f"kept {s.kept / s.read:.0%} < {LOW_KEEP_WARNING:.0%}: {s.top_drops()}"
-            if _low_keep_warning(name, s)
-            else ""
-        )
+        warning = ""
+        if s.emptied_by_other_sources():
+            repeats = s.dropped["duplicate_pair"]
+            warning = f"kept 0: emptied by cross-source dedup, all {repeats} duplicates of {s.duplicates_of()}"
+        elif _low_keep_warning(name, s):
+            warning = f"kept {s.kept / s.read:.0%} < {LOW_KEEP_WARNING:.0%}: {s.top_drops()}"
         lines.append(
             f"| {name} | {s.read} | {s.kept} | {s.splits['train']} | {s.splits['validation']} | {dropped} | {changed} "
             f"| {warning} |"
@@ -353,13 +378,16 @@ def _group_duplicates(
     report_keys = [normalise_report(r.text) for r in rows]
     dedup_stats: dict[str, int] = {}
     if config.dedup.drop_exact_duplicates:
-        first_seen: set[tuple[str, str]] = set()
+        first_seen: dict[tuple[str, str], str] = {}  # (pixels, text) -> the source whose copy is kept
         keep = []
         for row, key in zip(rows, report_keys, strict=True):
-            if (row.pixel_hash, key) in first_seen:
+            kept_from = first_seen.get((row.pixel_hash, key))
+            if kept_from is not None:
                 stats[row.source].dropped["duplicate_pair"] += 1
+                if kept_from != row.source:
+                    stats[row.source].duplicate_of[kept_from] += 1
             else:
-                first_seen.add((row.pixel_hash, key))
+                first_seen[(row.pixel_hash, key)] = row.source
                 keep.append((row, key))
         dedup_stats["duplicate_pairs_dropped"] = len(rows) - len(keep)
         rows, report_keys = [r for r, _ in keep], [k for _, k in keep]
@@ -573,6 +601,8 @@ def _prepare_into(work_dir: Path, config, data_root, *, strict: bool, num_proc: 
                 "rows": len(indices),
                 "sha256": _write_split(path, rows, group_of, indices, spool),
             }
+    # A source emptied by cross-source dedup is the one 0-kept case that is not an error (see
+    # `_SourceStats.emptied_by_other_sources`): it is a warning that says so.
     warnings = [w for name, s in stats.items() if (w := _low_keep_warning(name, s))]
     for warning in warnings:
         logger.warning(warning)
@@ -617,6 +647,10 @@ def _report(config, data_root, stats, rows, split_of, result, warnings, files) -
                 "dropped": dict(sorted(s.dropped.items())),
                 "changed": dict(sorted(s.changed.items())),
                 "licenses": dict(sorted(s.licenses.items())),
+                # `duplicate_pair` drops whose kept copy is in another source; when they are every record that
+                # passed cleaning, the source kept 0 legitimately (a warning, not an error).
+                "duplicate_of": dict(sorted(s.duplicate_of.items())),
+                "emptied_by_cross_source_dedup": s.emptied_by_other_sources(),
             }
             for (name, s), source in zip(stats.items(), config.sources, strict=True)
         },

@@ -3,7 +3,7 @@
 
 The images are phantom studies with known findings (`medvl_recipes.samples.phantoms`) mixed with the real DICOM
 images shipped by pydicom-data / pydicom's test files. Each source gets the layout of its public release
-(ROCO, ROCOv2 parquet + CSV, MedPix 2.0, Open-I XML, raw DICOM), a `findings.jsonl` sidecar with the phantoms'
+(ROCO, ROCOv2 parquet + CSV, MedPix 2.0, Open-I XML, PMC-OA JSONL + images.zip, raw DICOM), a `findings.jsonl` sidecar with the phantoms'
 ground truth and, on purpose, the gotchas of the real data (junk captions, "XXXX" de-identification tokens,
 reports without images or FINDINGS, ROCO/ROCOv2 overlap, repeated reports), all counted in `MANIFEST.json`.
 
@@ -34,7 +34,7 @@ from medvl_recipes.samples.phantoms import STUDY_TYPES, StudySpec, render_study,
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("roco", "rocov2", "rocov2_csv", "medpix", "openi", "dicom")
+SOURCES = ("roco", "rocov2", "rocov2_csv", "medpix", "openi", "pmc_oa", "dicom")
 MIN_STUDIES = 40
 REAL_MAX_SIDE = 384
 
@@ -61,8 +61,10 @@ _SOURCE_TYPES = {
     "medpix": ("chest_ct", "head_ct", "abdomen_ct", "brain_mr"),
     "roco": tuple(STUDY_TYPES),
     "rocov2": tuple(STUDY_TYPES),
+    "pmc_oa": tuple(STUDY_TYPES),
 }
-_SOURCE_SHARE = {"openi": 0.22, "medpix": 0.18, "roco": 0.28, "rocov2": 0.32}
+# rocov2 takes what the others leave (about 0.26); pmc_oa is allocated last so the other sources keep their seeds.
+_SOURCE_SHARE = {"openi": 0.22, "medpix": 0.18, "roco": 0.28, "rocov2": 0.26, "pmc_oa": 0.06}
 # Phantoms written as DICOM: one per entry, each exercising a different pixel encoding.
 _DICOM_PHANTOMS = (
     ("chest_xr_pa", "mono1_16bit_voi"),
@@ -267,7 +269,7 @@ def _allocate(num_studies: int, seed: int) -> dict[str, list[StudySpec]]:
     counts = {name: int(rest * share) for name, share in _SOURCE_SHARE.items()}
     counts["rocov2"] += rest - sum(counts.values())
     plan = [("dicom", t) for t, _ in _DICOM_PHANTOMS]
-    for source in ("openi", "medpix", "roco", "rocov2"):
+    for source in ("openi", "medpix", "roco", "rocov2", "pmc_oa"):
         plan += [(source, None)] * counts[source]
     allocation: dict[str, list[StudySpec]] = {s: [] for s in ("dicom", *counts)}
     for index, (source, forced) in enumerate(plan):
@@ -295,7 +297,7 @@ _TYPE_WEIGHTS_FOR = {
         "hand_xr": 0.09,
     },
 }
-_TYPE_WEIGHTS_FOR["rocov2"] = _TYPE_WEIGHTS_FOR["roco"]
+_TYPE_WEIGHTS_FOR["rocov2"] = _TYPE_WEIGHTS_FOR["pmc_oa"] = _TYPE_WEIGHTS_FOR["roco"]
 
 
 def _interleave(items: list, extra: list) -> list:
@@ -848,8 +850,45 @@ def _sample_openi(output_dir: Path, allocation: dict, rng: np.random.Generator, 
     return n_images
 
 
+# PMC-OA as the Hub dataset axiong/pmc_oa ships it: `pmc_oa.jsonl` plus `images.zip`, whose members sit in one
+# top folder. Its loading script (huggingface.co/datasets/axiong/pmc_oa, pmc_oa.py at revision
+# d42b8f9160fb558b7dd82ee44718afcf73277adc) opens `<images.zip extracted>/caption_T060_filtered_top4_sep_v0_subfigures/
+# <row["image"]>` and declares the row fields image, caption (strings), alignment_type (string) and alignment_score
+# (float); consumers unzip it into `images/` (`<root>/images/caption_T060_filtered_top4_sep_v0_subfigures/`).
+# Image names and the panel-lettered sub-caption follow the README's sample row ("PMC212319_Fig3_4.jpg",
+# "A. Real time image of ..."). The release does not document alignment_type/alignment_score values (Hub
+# discussion axiong/pmc_oa#10), so the sample writes stand-ins of the declared types, which the adapter ignores.
+PMC_OA_ZIP_FOLDER = "caption_T060_filtered_top4_sep_v0_subfigures"
+
+
+def _sample_pmcoa(output_dir: Path, allocation: dict, rng: np.random.Generator) -> tuple[int, int, set[str]]:
+    """PMC-OA: phantoms as sub-figures of a few articles; returns rows, articles and the captions written."""
+    root = output_dir / "pmc_oa"
+    rows, findings_rows, captions = [], [], set()
+    specs = list(allocation["pmc_oa"])
+    articles = 0
+    while specs:
+        # One to three sub-figures per figure; sub-figures of one article share its PMCID (one group when prepared).
+        size = int(rng.integers(1, 4))
+        figure, specs = specs[:size], specs[size:]
+        articles += 1
+        pmcid = f"PMC{int(rng.integers(1_000_000, 9_999_999))}"
+        fig = int(rng.integers(1, 6))
+        for k, spec in enumerate(figure):
+            name = f"{pmcid}_Fig{fig}_{k + 1}.jpg"
+            caption = f"{'ABC'[k]}. {spec.report}" if len(figure) > 1 else spec.report
+            _write(root / "images" / PMC_OA_ZIP_FOLDER / name, _jpeg_bytes(render_study(spec)))
+            rows.append({"image": name, "caption": caption, "alignment_type": "sample", "alignment_score": 1.0})
+            findings_rows.append(_findings_line(name, spec.findings))
+            captions.add(caption)
+    # Fields in the loading script's order (not sorted like the sidecars).
+    _write(root / "pmc_oa.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    _write_jsonl(root / "findings.jsonl", sorted(findings_rows, key=lambda r: r["id"]))
+    return len(rows), articles, captions
+
+
 def _write_manifest(
-    output_dir: Path, *, seed, num_studies, allocation, gotchas, texts_by_source, splits, n_images, n_dicom
+    output_dir: Path, *, seed, num_studies, allocation, gotchas, texts_by_source, splits, n_images, n_dicom, pmc_oa
 ) -> None:
     """`MANIFEST.json`: what each source holds and how many of each planted gotcha."""
     counted: dict[str, int] = {}
@@ -884,6 +923,13 @@ def _write_manifest(
                 "images": n_images,
                 "phantom": len(allocation["openi"]),
             },
+            "pmc_oa": {
+                "path": "pmc_oa",
+                "format": "pmc-oa",
+                "rows": pmc_oa[0],
+                "articles": pmc_oa[1],
+                "phantom": len(allocation["pmc_oa"]),
+            },
             "dicom": {
                 "path": "dicom",
                 "format": "dicom",
@@ -907,7 +953,8 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
         overwrite (`bool`, *optional*, defaults to `False`): Replace the sample data in a non-empty folder.
 
     Returns:
-        `Path`: `output_dir`, holding roco/, rocov2/, rocov2_csv/, medpix/, openi/, dicom/ and MANIFEST.json.
+        `Path`: `output_dir`, holding roco/, rocov2/, rocov2_csv/, medpix/, openi/, pmc_oa/, dicom/ and
+            MANIFEST.json.
     """
     start = time.perf_counter()
     output_dir = Path(output_dir)
@@ -927,6 +974,7 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
     rocov2_items, rocov2_splits, n_csv = _sample_rocov2(output_dir, allocation, real, roco_items, rng, gotchas)
     cases, medpix_splits = _sample_medpix(output_dir, allocation, real, rng, gotchas)
     n_images = _sample_openi(output_dir, allocation, rng, gotchas)
+    n_pmc_rows, n_pmc_articles, pmc_captions = _sample_pmcoa(output_dir, allocation, rng)
     _write_manifest(
         output_dir, seed=seed, num_studies=num_studies, allocation=allocation, gotchas=gotchas,
         texts_by_source={
@@ -934,13 +982,15 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
             "rocov2": {i["text"] for i in rocov2_items},
             "medpix": {c["caption"] for c in cases},
             "openi": {s.findings_text for s in allocation["openi"]},
+            "pmc_oa": pmc_captions,
             "dicom": {c[1] for c in dicom_captions},
         },
         splits={"roco": roco_splits, "rocov2": rocov2_splits, "rocov2_csv": {"train": n_csv}, "medpix": medpix_splits},
-        n_images=n_images, n_dicom=len(dicom_captions),
+        n_images=n_images, n_dicom=len(dicom_captions), pmc_oa=(n_pmc_rows, n_pmc_articles),
     )  # fmt: skip
     logger.info(
-        "Wrote sample data to %s in %.1fs: roco %s, rocov2 %s, medpix %s, openi %d reports/%d images, dicom %d files; gotchas %s",
+        "Wrote sample data to %s in %.1fs: roco %s, rocov2 %s, medpix %s, openi %d reports/%d images, "
+        "pmc_oa %d sub-figures/%d articles, dicom %d files; gotchas %s",
         output_dir,
         time.perf_counter() - start,
         roco_splits,
@@ -948,6 +998,8 @@ def write_sample_data(output_dir, *, seed: int = 0, num_studies: int = 300, over
         medpix_splits,
         len(allocation["openi"]),
         n_images,
+        n_pmc_rows,
+        n_pmc_articles,
         len(dicom_captions),
         gotchas,
     )
@@ -964,7 +1016,7 @@ def cli(argv: list[str] | None = None) -> int:
         prog="medvl sample-data",
         description=(
             "Write raw sample data in the public datasets' own formats (ROCO, ROCOv2 parquet + CSV, MedPix 2.0, "
-            "Open-I XML, raw DICOM): procedurally drawn phantom studies with known findings mixed with real DICOM "
+            "Open-I XML, PMC-OA JSONL + images.zip folder, raw DICOM): procedurally drawn phantom studies with known findings mixed with real DICOM "
             "images from pydicom-data, plus findings.jsonl sidecars and MANIFEST.json. Same seed, same bytes."
         ),
     )

@@ -1,9 +1,14 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
-"""PMC-OA (Hub dataset `axiong/pmc_oa`): JSONL of `{"image", "caption", "pmcid"?, "url_name"?}` plus images.
+"""PMC-OA (Hub dataset `axiong/pmc_oa`): JSONL of `{"image", "caption", ...}` plus images.
+
+Row fields: `image`, `caption`, `alignment_type`, `alignment_score` in `pmc_oa.jsonl` (the dataset's loading script
+`pmc_oa.py` at revision d42b8f9160fb558b7dd82ee44718afcf73277adc; the alignment fields are undocumented and ignored
+here), `pmcid` and `url_name` in the older `train.jsonl` (README at revision 6f2a1e08e5b867a1272583368395ad0b18bbc366).
 
 Files of the Hub dataset: `pmc_oa.jsonl` (sub-figure/sub-caption pairs), `pmc_oa_beta.jsonl` (whole captions)
 and `images.zip`; an older revision had `train.jsonl`, `valid.jsonl`, `test.jsonl`. `images.zip` unpacks to
-`caption_T060_filtered_top4_sep_v0_subfigures/` (the folder the public loaders read, e.g. `<root>/images/
+`caption_T060_filtered_top4_sep_v0_subfigures/` (the loading script opens `<images.zip extracted>/
+caption_T060_filtered_top4_sep_v0_subfigures/<image>`; consumers that unzip into `images/` read `<root>/images/
 caption_T060_filtered_top4_sep_v0_subfigures/<image>`), so the images are looked up in option `image_dir` when
 set, else in the first of `images/caption_T060_filtered_top4_sep_v0_subfigures/`,
 `caption_T060_filtered_top4_sep_v0_subfigures/` and `images/` that exists. Option `jsonl` names other files

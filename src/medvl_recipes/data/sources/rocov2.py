@@ -2,11 +2,15 @@
 """ROCOv2: the Zenodo CSV + images release and the Hub parquet mirror (`eltorio/ROCOv2-radiology`).
 
 CSV form (Zenodo record of ROCOv2, files `{train,valid,test}_captions.csv`, `*_concepts.csv`, `{train,valid,
-test}.zip`; the column names are those the ImageCLEFmedical caption code reads, `pd.read_csv(...)` merged `on='ID'`):
-`<path>/{train,valid,test}_captions.csv` (`ID,Caption`), optional `*_concepts.csv` (`ID,CUIs`, `;`-separated) and
-images `<path>/<split>/<ID>.png` (the zips unpacked; `.jpg` also accepted). Parquet form (the Hub mirror's
-`data/<split>-0000n-of-0000m.parquet`, features `image` {bytes, path}, `image_id`, `caption`, `cui`):
-`<path>/data/<split>-*.parquet` or `<path>/*.parquet`. Each image is its own group (the release has no article
+test}.zip`, as copied in github.com/sctg-development/ROCOv2-radiology `source_dataset/`: `test_captions.csv` at
+982165ee0c5d97ec250b0794dceceb304b6de50b, `test_concepts.csv` and `cui_mapping.csv` at
+5e93de596d561ac6dcc496acc17e8efc99f945e2, images `test/ROCOv2_2023_test_000001.jpg`):
+`<path>/{train,valid,test}_captions.csv` (`ID,Caption`, minimal CSV quoting, some captions start with a space),
+optional `*_concepts.csv` (`ID,CUIs`, `;`-separated) and images `<path>/<split>/<ID>.jpg` (the zips unpacked;
+`.png` also accepted). Parquet form (the Hub mirror's `data/<split>-0000n-of-0000m.parquet`, splits train,
+validation, test; features `image` {bytes, path}, `image_id`, `caption`, `cui` (sequence of strings), per its
+README's dataset_info at revision 80ffeef4eb8d34d27cb5c2815305f1d8aee8a83c): `<path>/data/<split>-*.parquet` or
+`<path>/*.parquet`. Each image is its own group (the release has no article
 ids). Licence defaults to `cc-by-nc-sa-4.0`, as on the Hub mirror.
 """
 
@@ -25,7 +29,7 @@ from medvl_recipes.errors import MedvlError
 DEFAULT_LICENSE = "cc-by-nc-sa-4.0"
 LAYOUTS = (
     "<path>/data/<split>-*.parquet or <path>/*.parquet (image, image_id, caption, cui); or the Zenodo "
-    "<path>/{train,valid,test}_captions.csv (ID,Caption) with images in <path>/<split>/<ID>.png"
+    "<path>/{train,valid,test}_captions.csv (ID,Caption) with images in <path>/<split>/<ID>.jpg (or .png)"
 )
 PARQUET_COLUMNS = ["image", "image_id", "caption", "cui"]
 _CSV_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "test": "test"}
@@ -93,7 +97,7 @@ def load_rocov2(source: SourceConfig) -> Iterator[RawRecord]:
         table = read_csv(captions, required=["ID", "Caption"], what="ROCOv2 captions (ID,Caption)")
         for line_number, row in table.rows:
             image_id = (row["ID"] or "").strip()
-            candidates = [root / split / f"{image_id}{ext}" for ext in (".png", ".jpg", ".jpeg")]
+            candidates = [root / split / f"{image_id}{ext}" for ext in (".jpg", ".png", ".jpeg")]
             # A missing file keeps its expected path, so that the error for a source that keeps 0 shows it.
             image = next((p for p in candidates if p.is_file()), candidates[0])
             yield RawRecord(
