@@ -6,5 +6,7 @@
 - `store`: reviewer credentials (a file or the environment, never the repository) and the answers, one JSONL
   file per reviewer, rewritten atomically on every answer;
 - `app`: the Gradio page (`medvl review`);
-- `stats`: `medvl review stats`, expert scores with bootstrap CIs, inter-rater agreement, metric-expert Kendall tau.
+- `stats`: `medvl review stats`, expert scores with bootstrap CIs, inter-rater agreement, metric-expert Kendall tau;
+- `publish`: `medvl review publish`, the answers as a Hub-ready dataset folder (parquet and card, reviewers
+  pseudonymised, free text masked) for `medvl push dataset`.
 """

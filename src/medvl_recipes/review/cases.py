@@ -7,7 +7,7 @@ a reviewer who comes back sees the same one.
 """
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medvl_recipes.errors import MedvlError
@@ -38,6 +38,7 @@ class ReviewCase:
         reports (`dict[str, str]`): System name (`"A"`, `"B"`) -> generated report.
         findings (`dict[str, dict[str, str]]`): System name -> the extractor's findings of its report.
         scores (`dict[str, dict[str, float]]`): System name -> the run's per-sample metric scores.
+        reference_findings (`dict[str, str]`, *optional*): The extractor's findings of the reference report.
     """
 
     case_id: str
@@ -45,6 +46,7 @@ class ReviewCase:
     reports: dict[str, str]
     findings: dict[str, dict[str, str]]
     scores: dict[str, dict[str, float]]
+    reference_findings: dict[str, str] = field(default_factory=dict)
 
 
 def _read_run(run_dir: str | Path) -> dict[str, dict]:
@@ -82,6 +84,7 @@ def load_cases(run_dirs: list[str | Path]) -> list[ReviewCase]:
                 reports={name: row["generation"] for name, row in rows.items()},
                 findings={name: row.get("findings_generation", {}) for name, row in rows.items()},
                 scores={name: row.get("scores", {}) for name, row in rows.items()},
+                reference_findings=rows["A"].get("findings_reference", {}),
             )
         )
     return cases
