@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from medvl_recipes.demo.analysis import Analysis, analyse, find_similar, open_upload, shown_image
 from medvl_recipes.demo.cases import Calibration, CaseIndex, build_index, calibrate, write_examples
@@ -39,7 +40,7 @@ from medvl_recipes.demo.presentation import (
     similarity_words,
     write_report_files,
 )
-from medvl_recipes.demo.session_files import SessionFiles
+from medvl_recipes.demo.session_files import SessionFiles, UploadGuard
 from medvl_recipes.demo.settings import QUICKSTART_DIR, DemoConfig, field_type, launch_kwargs, resolve_sources
 from medvl_recipes.demo.uploads import UPLOAD_KINDS, Upload
 from medvl_recipes.errors import MedvlError
@@ -72,9 +73,11 @@ class DemoPage:
     """The page's components and event handlers, over the loaded models, case index and calibration.
 
     Files in Gradio's cache: an upload is read and deleted at once (the decoded image stays in the session's
-    `gr.State`); the files cached for a session (uploads, the preview, thumbnails, report files) are deleted when
-    the session ends (`demo.unload`), unless another session still shows them (`SessionFiles`, kept as
-    `demo.session_files`); the examples' cached copies are kept.
+    `gr.State`), unless a request for the same bytes is still to be answered; an upload whose request the full
+    queue refuses is deleted at once (`UploadGuard`, given to `demo.launch` by `build`); the files cached for a
+    session (uploads, the preview, thumbnails, report files) are deleted when the session ends (`demo.unload`),
+    unless another session still shows them (`SessionFiles`, kept as `demo.session_files`); the examples' cached
+    copies are kept.
     """
 
     def __init__(self, models: DemoModels, index: CaseIndex, calibration: Calibration, config: DemoConfig):
@@ -339,7 +342,9 @@ def build(argv: list[str] | None = None):
     examples_dir = Path(config.cache_dir) / "examples"
     examples = write_examples(calibration.dataset, examples_dir)
     demo = build_demo(models, index, calibration, config, examples=examples)
-    return demo, config, {**launch_kwargs(config, examples_dir), "css": CSS}
+    # Uploads are held from their arrival until their request is answered or refused (see `UploadGuard`).
+    guard = {"middleware": [Middleware(UploadGuard, files=demo.session_files)]}
+    return demo, config, {**launch_kwargs(config, examples_dir), "css": CSS, "app_kwargs": guard}
 
 
 def main(argv: list[str] | None = None) -> None:

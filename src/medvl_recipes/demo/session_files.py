@@ -1,9 +1,11 @@
 # Copyright 2026 The medvl-recipes Authors. Licensed under the Apache License, Version 2.0.
 """Which files in Gradio's cache each browser session holds, so that uploads and the images a session was shown
-are deleted when it ends (an upload as soon as it has been read)."""
+are deleted when it ends (an upload as soon as the last request naming it has been answered or refused)."""
 
 import contextlib
+import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -41,6 +43,11 @@ class SessionFiles:
     are Gradio's `session_hash`es; one ends when its tab is closed or reloaded (`Blocks.unload`). Gradio's
     time-based `delete_cache` stays as the backstop for sessions that never end cleanly (REST calls).
 
+    Uploads are content-addressed too (`<hash of the bytes>/<name>`): identical uploads from several clients are
+    one file, read by each of their requests. So an upload is also held from the moment Gradio stores it
+    (`hold_upload`, called by `UploadGuard`) until each request naming it has been answered (`release`) or
+    refused by a full queue (`UploadGuard` again): the first request to finish never deletes it under the others.
+
     Args:
         keep (`Iterable[str]`, *optional*): Cached files never deleted (the cached copies of the examples).
     """
@@ -54,6 +61,8 @@ class SessionFiles:
         self._holders: dict[str, set[str]] = {}  # file -> sessions holding it
         self._files: dict[str, set[str]] = {}  # session -> files it holds
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._uploads: dict[str, int] = {}  # upload -> requests still to answer or refuse
+        self._inodes: dict[str, set[int]] = {}  # upload -> the stored copies (inodes) that were held
         # One lock around write + register and check + delete: a file another session is writing right now
         # is never deleted in between.
         self._lock = threading.Lock()
@@ -93,8 +102,22 @@ class SessionFiles:
                 self._add(session_hash, cached)
         return cached
 
+    def hold_upload(self, path: str | Path) -> None:
+        """Gradio has stored an upload at `path`: keep it until the request that names it is answered or refused."""
+        key = str(Path(path).resolve())
+        with self._lock:
+            self._uploads[key] = self._uploads.get(key, 0) + 1
+            with contextlib.suppress(OSError):
+                self._inodes.setdefault(key, set()).add(os.stat(key).st_ino)
+
+    def holds_upload(self, path: str | Path) -> bool:
+        """Whether a request naming this upload is still to be answered or refused."""
+        with self._lock:
+            return self._uploads.get(str(Path(path).resolve()), 0) > 0
+
     def release(self, session_hash: str | None, path: str | Path | None) -> None:
-        """Drop a session's hold on one file (an upload once it is read) and delete the file if no session holds it."""
+        """A request has read its upload (or was refused): drop its hold and the session's, and delete the file
+        once no request and no session holds it."""
         if path is None:
             return
         key = str(Path(path).resolve())
@@ -102,9 +125,23 @@ class SessionFiles:
             holders = self._holders.get(key, set())
             holders.discard(session_hash)
             self._files.get(session_hash, set()).discard(key)
+            pending = self._uploads.pop(key, 0) - 1
+            if pending > 0:
+                self._uploads[key] = pending
             if not holders:
                 self._holders.pop(key, None)
-                self._delete(key)
+                if pending <= 0 and not self._stored_again(key):
+                    self._inodes.pop(key, None)
+                    self._delete(key)
+
+    def _stored_again(self, key: str) -> bool:
+        # The same bytes uploaded again were stored (a new file renamed over the old one) just before this
+        # release, and `hold_upload` for them is still to come: that upload's own request deletes it.
+        seen = self._inodes.get(key)
+        try:
+            return bool(seen) and os.stat(key).st_ino not in seen
+        except OSError:
+            return False
 
     def end_session(self, session_hash: str | None) -> list[str]:
         """Delete every file of an ended session that no other session holds; returns the deleted paths."""
@@ -120,7 +157,8 @@ class SessionFiles:
                 holders.discard(session_hash)
                 if not holders:
                     self._holders.pop(key, None)
-                    if self._delete(key):
+                    if self._uploads.get(key, 0) <= 0 and self._delete(key):
+                        self._inodes.pop(key, None)
                         deleted.append(key)
         if deleted:
             logger.info("Session ended: deleted %d cached files", len(deleted))
@@ -136,3 +174,77 @@ class SessionFiles:
             return False
         delete_cached_file(key)
         return True
+
+
+def _named_files(value) -> list[str]:
+    """The `path` of every file payload (`{"path": ..., "meta": {"_type": "gradio.FileData"}}`) in a request body."""
+    if isinstance(value, dict):
+        if isinstance(value.get("path"), str):
+            return [value["path"]]
+        value = list(value.values())
+    if isinstance(value, list):
+        return [path for item in value for path in _named_files(item)]
+    return []
+
+
+class UploadGuard:
+    """ASGI middleware that tells `SessionFiles` when an upload arrives and when a request naming it is refused.
+
+    Gradio stores an upload on `POST .../upload` and answers with its path; the file is held before the client
+    hears of it. A request that names uploads and is refused (the queue is full: 503, or any other error answer
+    before it runs) never reaches the app's handlers, so its uploads are released here, at once.
+    Pass it as `demo.launch(app_kwargs={"middleware": [Middleware(UploadGuard, files=...)]})`.
+
+    Args:
+        app: The ASGI app (Gradio's FastAPI app).
+        files (`SessionFiles`): The page's session files.
+    """
+
+    def __init__(self, app, files: SessionFiles):
+        self.app, self.files = app, files
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        if scope["path"].endswith("/upload"):
+            return await self.app(scope, receive, self._holding(send))
+        request = bytearray()
+
+        async def reading():
+            message = await receive()
+            if message["type"] == "http.request":
+                request.extend(message.get("body", b""))
+            return message
+
+        async def answering(message):
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                self._release_named(bytes(request))
+            await send(message)
+
+        return await self.app(scope, reading, answering)
+
+    def _holding(self, send):
+        status, body = [0], bytearray()
+
+        async def holding(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            elif message["type"] == "http.response.body" and status[0] == 200:
+                body.extend(message.get("body", b""))
+                if not message.get("more_body"):
+                    # Held before the client can name the file in a request, so no request finds it gone.
+                    with contextlib.suppress(ValueError):
+                        for path in json.loads(body):
+                            self.files.hold_upload(path)
+            await send(message)
+
+        return holding
+
+    def _release_named(self, request: bytes) -> None:
+        try:
+            named = _named_files(json.loads(request).get("data", []))
+        except (ValueError, AttributeError):
+            return
+        for path in named:
+            if self.files.holds_upload(path):
+                self.files.release(None, path)
