@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,10 +128,24 @@ def _trained_dirs(tiny_models, tmp_path: Path) -> tuple[Path, Path, Path, Path]:
     (decoder / "training_args.bin").write_bytes(b"pickled " + TOKEN.encode())
     (decoder / "checkpoint-2").mkdir()
     (decoder / "checkpoint-2" / "optimizer.pt").write_bytes(b"state")
-    eval_dir = tmp_path / "eval"
+    eval_dir = _eval_dir_of(decoder, tmp_path / "eval")
+    return encoder, decoder, data_dir, eval_dir
+
+
+def _eval_dir_of(decoder: Path, eval_dir: Path) -> Path:
+    """A `medvl eval` output folder of `decoder`: its model_index.yaml and the models entry of its metrics.json."""
+    from transformers import MllamaForConditionalGeneration
+
+    from medvl_recipes.evaluation.runner import _model_info
+
     eval_dir.mkdir()
     (eval_dir / "model_index.yaml").write_text(yaml.safe_dump(MODEL_INDEX))
-    return encoder, decoder, data_dir, eval_dir
+    # What the runner records for the decoder it evaluated (`metrics.json`, payload["models"]["decoder"]).
+    models = {
+        "decoder": _model_info(str(decoder), MllamaForConditionalGeneration.__new__(MllamaForConditionalGeneration))
+    }
+    (eval_dir / "metrics.json").write_text(json.dumps({"metrics": {}, "models": models}))
+    return eval_dir
 
 
 def test_push_model_dataset_space_and_read_back(hub, tiny_models, tmp_path, capfd, caplog):
@@ -402,6 +417,30 @@ def test_training_runs_push_once_and_never_the_token(hub, tiny_models, tmp_path,
                 torch.load(io.BytesIO(content), weights_only=False)  # would fail on anything but a pickle
         assert not [name for name in files if name.endswith("training_args.bin") or "checkpoint-" in name]
         assert "run_identity.json" not in files  # it names local paths
+        # No absolute local path is published: the run's records name Hub ids or folder names instead.
+        for name in ("run_args.json", "trainer_state.json"):
+            if name in files:
+                assert (
+                    str(tmp_path).encode() not in files[name]
+                    and str(tiny_models["mllama"]).encode() not in files[name]
+                ), name
+        if "run_args.json" in files:  # it named the local model, data and output folders
+            assert json.loads(files["run_args.json"])["_medvl_local_paths_replaced"]["keys"]
+        # (the tiny models sit in pytest's session folder `.../tiny-models0/`)
+        leaking = [n for n, c in files.items() if str(tmp_path).encode() in c or re.search(rb"/tiny-models\d", c)]
+        assert not leaking, f"{repo_id}: local paths in {leaking}: " + "; ".join(
+            line
+            for n in leaking
+            for line in files[n].decode(errors="replace").splitlines()
+            if str(tmp_path) in line or "/tiny-models" in line
+        )
+    pushed_args = json.loads(hub.files("model", "tester/dec")["run_args.json"])
+    assert pushed_args["training_args"]["output_dir"] == "tester/dec"
+    assert pushed_args["script_args"]["dataset_name"] == "chat"
+    # The local record is untouched: merge-adapter and resume read the real paths from it.
+    local_args = json.loads((tmp_path / "dec" / "run_args.json").read_text())
+    assert local_args["model_args"]["model_name_or_path"] == str(tiny_models["mllama"])
+    assert "_medvl_local_paths_replaced" not in local_args
     # What stays on disk is token-free too: every training_args.bin the Trainer pickled, final and per checkpoint.
     pickles = sorted(tmp_path.glob("*/**/training_args.bin"))
     assert len(pickles) == 2 * 3  # (final + checkpoint-1 + checkpoint-2) x 2 runs
@@ -412,3 +451,94 @@ def test_training_runs_push_once_and_never_the_token(hub, tiny_models, tmp_path,
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_push_refuses_an_eval_of_another_checkpoint(hub, tiny_models, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    encoder, decoder, _, eval_dir = _trained_dirs(tiny_models, tmp_path)
+    # Another training of the same recipe: same files, one weight changed.
+    other = tmp_path / "other-decoder"
+    shutil.copytree(decoder, other)
+    weights = load_file(other / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1.0
+    save_file(weights, other / "model.safetensors", metadata={"format": "pt"})
+    capsys.readouterr()
+
+    assert medvl(["push", "model", str(other), "--repo-id", "tester/dec", "--eval-dir", str(eval_dir)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    line = err.strip()
+    from medvl_recipes.checkpoints import model_fingerprint
+
+    assert f"evaluated decoder {decoder} ({model_fingerprint(str(decoder))}), not {other}" in line
+    assert f"({model_fingerprint(str(other))})" in line and model_fingerprint(str(other)) != model_fingerprint(
+        str(decoder)
+    )
+    # An encoder pushed with the decoder's eval, and an eval folder that records no model, are refused too.
+    assert medvl(["push", "model", str(encoder), "--repo-id", "tester/enc", "--eval-dir", str(eval_dir)]) == 2
+    assert "metrics.json records no encoder" in capsys.readouterr().err
+    (eval_dir / "metrics.json").unlink()
+    assert medvl(["push", "model", str(decoder), "--repo-id", "tester/dec", "--eval-dir", str(eval_dir)]) == 2
+    assert "records no decoder" in capsys.readouterr().err
+    assert hub.repos == {}
+    # The checkpoint the eval ran on is accepted (a moved copy is the same weights).
+    eval_dir = _eval_dir_of(decoder, tmp_path / "eval-2")
+    moved = tmp_path / "moved"
+    shutil.copytree(decoder, moved)
+    assert medvl(["push", "model", str(moved), "--repo-id", "tester/dec", "--eval-dir", str(eval_dir)]) == 0
+    assert "bleu" in hub.files("model", "tester/dec")["README.md"].decode()
+
+
+def test_publishable_record_replaces_absolute_paths_only(tmp_path):
+    from medvl_recipes.hub.push import publishable_record
+
+    # The Hugging Face cache layout (huggingface_hub docs, "Manage the cache"): <cache>/models--<owner>--<name>/
+    # snapshots/<commit>/ for a model, datasets--<owner>--<name> for a dataset.
+    cached = "/home/u/.cache/huggingface/hub/models--meta-llama--Llama-3.2-11B-Vision-Instruct/snapshots/19b5c1"
+    record = {
+        "model_args": {"model_name_or_path": cached, "lora_r": 16, "lora_target_modules": ["q_proj"]},
+        "script_args": {"dataset_name": "/data/run7/chat", "recipe": "recipes/x.yaml"},
+        "training_args": {"output_dir": "/srv/me/outputs/decoder", "logging_dir": "/srv/me/outputs/decoder/runs/a"},
+        "paths": ["/abs/one", "relative/two"],
+    }
+    path = tmp_path / "run_args.json"
+    path.write_text(json.dumps(record))
+    replaced = publishable_record(path, hub_ids={"dataset_name": "me/data", "output_dir": "me/dec"})
+    out = json.loads(path.read_text())
+    assert out["model_args"] == {
+        "model_name_or_path": "meta-llama/Llama-3.2-11B-Vision-Instruct",
+        "lora_r": 16,
+        "lora_target_modules": ["q_proj"],
+    }
+    assert out["script_args"] == {"dataset_name": "me/data", "recipe": "recipes/x.yaml"}
+    assert out["training_args"] == {"output_dir": "me/dec", "logging_dir": "a"}
+    assert out["paths"] == ["one", "relative/two"]
+    assert (
+        sorted(replaced)
+        == sorted(out["_medvl_local_paths_replaced"]["keys"])
+        == sorted(
+            [
+                "model_args.model_name_or_path",
+                "script_args.dataset_name",
+                "training_args.output_dir",
+                "training_args.logging_dir",
+                "paths[0]",
+            ]
+        )
+    )
+    # The card: paths in prose, code spans and YAML go; URLs and markup stay.
+    from medvl_recipes.hub.push import publishable_text
+
+    card = tmp_path / "README.md"
+    card.write_text(f"from `/srv/me/models/tiny`.\n\n```yaml\noutput_dir: /srv/me/out\nbase: {cached}\n```\n"
+                    "[x](https://huggingface.co/a/b) </details> and/or\n")  # fmt: skip
+    assert publishable_text(card) == 3
+    assert card.read_text() == (
+        "from `tiny`.\n\n```yaml\noutput_dir: out\nbase: meta-llama/Llama-3.2-11B-Vision-Instruct\n```\n"
+        "[x](https://huggingface.co/a/b) </details> and/or\n"
+    )
+    # Nothing to replace: the file is left byte for byte.
+    path.write_text('{"a": "b/c", "n": 1}')
+    assert publishable_record(path, hub_ids={}) == [] and path.read_text() == '{"a": "b/c", "n": 1}'

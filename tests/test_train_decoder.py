@@ -160,3 +160,96 @@ def test_smoke_recipe_on_the_sample_data_chain(tiny_models, chat_dataset_dir, tm
     assert losses[-1] < 0.5 * losses[0]
     after = json.loads((out / "train_results.json").read_text())["validation_bleu"]
     assert after > before + 10, (before, after)
+
+
+def _trl_rows(chat_dir: Path, split: str) -> list[dict]:
+    """The rows of `chat_dir/{split}.jsonl` in TRL's vision SFT layout, with the images as PIL images.
+
+    Mirrors HuggingFaceH4/llava-instruct-mix-vsft (README.md dataset_info at 4c04c83, the dataset TRL's VLM
+    examples train on): `messages` is a list of `{content: [{index, text, type}], role}`, `images` a list of
+    images; in its parquet files an image part is `{"index": 0, "text": None, "type": "image"}`.
+    """
+    from PIL import Image
+
+    rows = []
+    for line in (chat_dir / f"{split}.jsonl").read_text().splitlines():
+        example = json.loads(line)
+        messages = [
+            {
+                "role": message["role"],
+                "content": [
+                    {"index": 0 if part["type"] == "image" else None, "text": part.get("text"), "type": part["type"]}
+                    for part in message["content"]
+                ],
+            }
+            for message in example["messages"]
+        ]
+        images = [Image.open(chat_dir / path).convert("RGB") for path in example["images"]]
+        rows.append({"messages": messages, "images": images})
+    return rows
+
+
+def _trl_dataset(chat_dir: Path):
+    from datasets import Dataset, DatasetDict, Features, Image, List, Value
+
+    part = {"index": Value("int64"), "text": Value("string"), "type": Value("string")}
+    features = Features({"messages": List({"content": List(part), "role": Value("string")}), "images": List(Image())})
+    return DatasetDict(
+        {
+            name: Dataset.from_list(_trl_rows(chat_dir, split), features=features)
+            for name, split in (("train", "train"), ("test", "validation"))
+        }  # fmt: skip
+    )
+
+
+def _losses(out: Path) -> list[float]:
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
+
+
+def test_trl_format_datasets_train_like_the_chat_folder(tiny_models, tmp_path):
+    """The same samples as a `medvl to-chat` folder, a `save_to_disk` folder and Hub-style parquet files."""
+    chat_dir = write_chat_dataset(tmp_path / "chat", n_train=8, n_val=4, seed=0)
+    trl = _trl_dataset(chat_dir)
+    trl.save_to_disk(str(tmp_path / "trl-disk"))
+    for split, dataset in trl.items():  # the layout of a Hub dataset's data/ folder
+        (tmp_path / "trl-parquet" / "data").mkdir(parents=True, exist_ok=True)
+        dataset.to_parquet(str(tmp_path / "trl-parquet" / "data" / f"{split}-00000-of-00001.parquet"))
+    steps = ["--max_steps", "3", "--logging_steps", "1", "--per_device_train_batch_size", "2"]
+    steps += ["--num_sample_generations", "1", "--sample_max_new_tokens", "4"]
+    losses = {}
+    for name, test_split in (("chat", "validation"), ("trl-disk", "test"), ("trl-parquet", "test")):
+        out = tmp_path / f"out-{name}"
+        argv = smoke_args(tiny_models, tmp_path / name, out, *steps, "--dataset_test_split", test_split)
+        assert medvl(argv) == 0, name
+        losses[name] = _losses(out)
+        assert (out / "model.safetensors").is_file() and (out / "prompt.json").is_file()
+    # Same pixels, same chats, same order: the three layouts train to the same losses.
+    assert len(losses["chat"]) == 3
+    assert losses["trl-disk"] == pytest.approx(losses["chat"], rel=1e-5)
+    assert losses["trl-parquet"] == pytest.approx(losses["chat"], rel=1e-5)
+
+
+def test_unknown_dataset_layouts_are_one_line(tiny_models, tmp_path, capsys):
+    from tests.fixtures.factories import write_prepared_dataset
+
+    prepared = write_prepared_dataset(tmp_path / "prepared", n_train=3, n_val=1)
+    with pytest.raises(MedvlError, match=r"unknown layout, columns .*'image'.*convert it with `medvl to-chat`"):
+        load_chat_split(prepared, "train")
+    trl = _trl_dataset(write_chat_dataset(tmp_path / "chat", n_train=2, n_val=1))
+    trl.save_to_disk(str(tmp_path / "trl"))
+    with pytest.raises(MedvlError, match=r"Unknown split 'validation'.*\['test', 'train'\].*--dataset_test_split"):
+        load_chat_split(tmp_path / "trl", "validation")
+    # A TRL row whose messages have no image part for its image is named by split and row.
+    broken = trl["train"].map(lambda row, i: {"messages": row["messages"][:1] + row["messages"][2:]} if i == 1 else {},
+                              with_indices=True)  # fmt: skip
+    broken.save_to_disk(str(tmp_path / "broken"))
+    with pytest.raises(MedvlError, match=r"broken split train row 1: the messages have 0 image placeholder"):
+        load_chat_split(tmp_path / "broken", "train")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    capsys.readouterr()
+    assert medvl(smoke_args(tiny_models, empty, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"dataset_name {empty}" in err and "medvl to-chat" in err

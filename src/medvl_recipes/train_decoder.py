@@ -38,12 +38,18 @@ logger = logging.getLogger(__name__)
 
 
 def _get_datasets(script_args, training_args):
-    # The chat splits (`medvl to-chat` folders); the test split only when evaluation or sample logs need it.
-    train_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_train_split)
+    # The chat splits (`medvl to-chat` folders or TRL `messages` + `images` datasets, local or Hub); the test split
+    # only when evaluation or sample logs need it.
+    config = script_args.dataset_config
+    train_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_train_split, config=config)
     if script_args.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(script_args.max_train_samples, len(train_dataset))))
     needs_eval = training_args.eval_strategy != "no" or script_args.num_sample_generations > 0
-    eval_dataset = load_chat_split(script_args.dataset_name, script_args.dataset_test_split) if needs_eval else None
+    eval_dataset = (
+        load_chat_split(script_args.dataset_name, script_args.dataset_test_split, config=config)
+        if needs_eval
+        else None
+    )
     return train_dataset, eval_dataset
 
 
@@ -70,7 +76,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
         # Reentrant checkpointing needs inputs that require grad and breaks with frozen towers and DDP.
         training_args.activation_checkpointing_kwargs = {"use_reentrant": False}
     if not script_args.dataset_name:
-        raise MedvlError("dataset_name is not set; point it at a chat folder written by `medvl to-chat`")
+        raise MedvlError("dataset_name is not set; point it at a `medvl to-chat` folder or a TRL-format dataset")
     check_checkpoint(model_args.model_name_or_path, "model_name_or_path")
     identity, resume_from = start_run(script_args, training_args, model_args)
 

@@ -110,26 +110,49 @@ def check_chat_example(example: dict, where: str, image_token: str | None = None
         )
 
 
-def load_chat_split(dataset_dir: str | Path, split: str):
-    """Load `dataset_dir/{split}.jsonl` (the chat-JSONL layout of `medvl to-chat`) as a `datasets.Dataset`.
+def load_chat_split(dataset_name: str | Path, split: str, *, config: str | None = None):
+    """Load one split of a chat dataset for `train-decoder`, in any of the layouts it recognises.
 
-    Every line is checked with `check_chat_example` and its image paths are made absolute (they are relative to
-    the JSONL file), so errors name the file and line before any training starts.
+    - A `medvl to-chat` folder: `dataset_name/{split}.jsonl`, image paths relative to the JSONL file (made
+      absolute here).
+    - TRL's vision SFT layout (the format of TRL's VLM examples, e.g. `HuggingFaceH4/llava-instruct-mix-vsft`):
+      rows with `messages` (content lists of `{"type": "image"}` and `{"type": "text", "text": ...}` parts) and
+      `images` (a list of images), as a folder written by `Dataset(Dict).save_to_disk`, a folder of parquet/JSONL
+      files `datasets.load_dataset` reads, or a Hub dataset id (the same `load_dataset` call).
+
+    Every sample is checked with `check_chat_example` before any training starts, so errors name the file or split
+    and the line or row.
 
     Args:
-        dataset_dir (`str` or `Path`):
-            The chat folder (`train.jsonl`, `validation.jsonl`, `images/`).
+        dataset_name (`str` or `Path`):
+            A chat folder, a TRL-format dataset folder or a Hub dataset id.
         split (`str`):
-            File stem, e.g. `"train"`.
+            The split, e.g. `"train"` (the JSONL file stem of a `medvl to-chat` folder).
+        config (`str`, *optional*):
+            The dataset configuration of a Hub or `load_dataset` dataset (`dataset_config`).
 
     Returns:
-        `datasets.Dataset` with columns `id`, `messages`, `images` (absolute paths).
+        `datasets.Dataset` with columns `id`, `messages` and `images` (absolute paths, or images).
     """
+    path = Path(dataset_name)
+    if (path / f"{split}.jsonl").is_file():
+        return _load_chat_jsonl(path / f"{split}.jsonl")
+    if not path.exists() and (
+        path.is_absolute() or str(dataset_name).startswith(".") or path.as_posix().count("/") != 1
+    ):
+        raise MedvlError(
+            f"{path / (split + '.jsonl')}: no such file; point dataset_name at a `medvl to-chat` folder, a TRL-format "
+            "dataset folder or a Hub dataset id"
+        )
+    if path.is_dir() and any(path.glob("*.jsonl")) and not any(path.glob("*.parquet")):
+        found = ", ".join(sorted(p.stem for p in path.glob("*.jsonl")))
+        raise MedvlError(f"{path / (split + '.jsonl')}: no such file (this chat folder has {found}); choose a split")
+    return _load_trl_split(dataset_name, split, config)
+
+
+def _load_chat_jsonl(path: Path):
     from datasets import Dataset
 
-    path = Path(dataset_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        raise MedvlError(f"{path}: no such file; point dataset_name at a folder written by `medvl to-chat`")
     rows = []
     for line_number, example in read_jsonl(path, what="a chat sample written by `medvl to-chat`"):
         where = f"{path} line {line_number} (sample {len(rows)})"
@@ -148,6 +171,57 @@ def load_chat_split(dataset_dir: str | Path, split: str):
     if not rows:
         raise MedvlError(f"{path}: no samples; rerun `medvl to-chat` or choose another split")
     return Dataset.from_list(rows)
+
+
+def _read_dataset_split(dataset_name: str | Path, split: str, config: str | None):
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(dataset_name)
+    what = f"dataset_name {dataset_name}"
+    try:
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            dataset = load_from_disk(str(path))  # written by `save_to_disk`
+            if isinstance(dataset, DatasetDict):
+                if split not in dataset:
+                    raise ValueError(f"Unknown split {split!r}. Should be one of {sorted(dataset)}.")
+                dataset = dataset[split]
+            return dataset
+        return load_dataset(str(dataset_name), config, split=split)
+    except ValueError as err:
+        if "split" in str(err).lower():
+            raise MedvlError(
+                f"{what}: {str(err).splitlines()[0]}; set --dataset_train_split / --dataset_test_split"
+            ) from err
+        raise MedvlError(f"{what}: {str(err).splitlines()[0]}") from err
+    except (FileNotFoundError, ConnectionError) as err:
+        raise MedvlError(
+            f"{what}: neither a `medvl to-chat` folder ({split}.jsonl), a dataset folder (save_to_disk, parquet or "
+            f"JSONL files) nor a Hub dataset this machine can reach ({type(err).__name__})"
+        ) from err
+
+
+def _load_trl_split(dataset_name: str | Path, split: str, config: str | None):
+    from datasets import Image, List
+
+    dataset = _read_dataset_split(dataset_name, split, config)
+    columns = set(dataset.column_names)
+    if not {"messages", "images"} <= columns:
+        hint = " (a `medvl prepare` dataset: convert it with `medvl to-chat`)" if {"image", "text"} <= columns else ""
+        raise MedvlError(
+            f"dataset_name {dataset_name} split {split}: unknown layout, columns {sorted(columns)}{hint}; "
+            "train-decoder reads `medvl to-chat` folders and TRL's `messages` + `images` datasets"
+        )
+    # Checked without decoding a single image: an `Image()` column read with `decode=False` gives bytes/path dicts.
+    undecoded = dataset.select_columns(["messages", "images"])
+    if isinstance(undecoded.features["images"], List) and isinstance(undecoded.features["images"].feature, Image):
+        undecoded = undecoded.cast_column("images", List(Image(decode=False)))
+    for row, example in enumerate(undecoded):
+        check_chat_example(example, f"dataset_name {dataset_name} split {split} row {row}")
+    if "id" not in columns:
+        dataset = dataset.add_column("id", [f"{split}-{row}" for row in range(len(dataset))])
+    if len(dataset) == 0:
+        raise MedvlError(f"dataset_name {dataset_name} split {split}: no samples; choose another split")
+    return dataset.select_columns(["id", "messages", "images"])
 
 
 def write_chat_dataset(

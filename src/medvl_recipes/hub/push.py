@@ -130,6 +130,7 @@ def stage_model(
     stage, base_model = _detect_stage(model_dir)
     _copy_tree(model_dir, staging_dir, MODEL_EXCLUDE, MODEL_EXCLUDE_DIRS)
     if model_index is None and eval_dir is not None:
+        check_eval_is_of(model_dir, eval_dir, stage)
         model_index = Path(eval_dir) / MODEL_INDEX_FILE
         if not model_index.is_file():
             logger.warning("%s has no %s; the card gets no eval results", eval_dir, MODEL_INDEX_FILE)
@@ -138,7 +139,125 @@ def stage_model(
         # A card from `save_pretrained`/PEFT (or none): replace it with ours.
         write_model_card(staging_dir, stage=stage, base_model=base_model)
     update_model_card(staging_dir, repo_id=repo_id, dataset_id=dataset_id, model_index=model_index)
+    from huggingface_hub import ModelCard
+
+    card_base = ModelCard.load(staging_dir / "README.md").data.base_model
+    card_base = card_base[0] if isinstance(card_base, list) else card_base
+    hub_ids = {"model_name_or_path": card_base, "dataset_name": dataset_id, "output_dir": repo_id}
+    for name in RECORDS_WITH_PATHS:
+        if (staging_dir / name).is_file():
+            publishable_record(staging_dir / name, hub_ids=hub_ids)
+    publishable_text(staging_dir / "README.md")
     return _list_files(staging_dir)
+
+
+# JSON records of a run that name local folders (`model_name_or_path`, `dataset_name`, `output_dir`, `logging_dir`,
+# `best_model_checkpoint`, ...). They are pushed with the model; the local copies stay as they are (merging reads
+# the base model's path from run_args.json).
+RECORDS_WITH_PATHS = ("run_args.json", "trainer_state.json")
+# The Hugging Face cache keeps a Hub repo at `.../models--<owner>--<name>/snapshots/<commit>` (datasets-- likewise).
+_CACHE_SNAPSHOT = re.compile(r"/(?:models|datasets)--([^/]+?)--([^/]+)/snapshots/[^/]+")
+
+
+def _publishable_path(value: str, key: str, hub_ids: dict[str, str | None]) -> str:
+    cached = _CACHE_SNAPSHOT.search(value)
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}"
+    return hub_ids.get(key) or Path(value).name or value
+
+
+def publishable_record(path: str | Path, *, hub_ids: dict[str, str | None]) -> list[str]:
+    """Replace the absolute local paths of a staged JSON record in place, and say which keys were replaced.
+
+    A path becomes the Hub id it is a cached snapshot of (`.../models--owner--name/snapshots/...` -> `owner/name`),
+    else the Hub id `hub_ids` gives for its key (`dataset_name` -> `--dataset-id`), else its last component. The
+    replaced keys are listed under `_medvl_local_paths_replaced` so that nobody mistakes a name for the path.
+
+    Args:
+        path (`str` or `Path`): A staged copy (never the run's own file).
+        hub_ids (`dict[str, str | None]`): Key name -> Hub id to use for that key's path.
+
+    Returns:
+        `list[str]`: the dotted keys whose value was replaced.
+    """
+    path = Path(path)
+    replaced: list[str] = []
+
+    def scrub(value, where: str, key: str):
+        if isinstance(value, dict):
+            return {k: scrub(v, f"{where}.{k}" if where else k, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v, f"{where}[{i}]", key) for i, v in enumerate(value)]
+        if isinstance(value, str) and Path(value).is_absolute():
+            replaced.append(where)
+            return _publishable_path(value, key, hub_ids)
+        return value
+
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise MedvlError(f"{path.name} is not valid JSON ({err}); fix or delete it before pushing") from err
+    record = scrub(record, "", "")
+    if replaced:
+        record["_medvl_local_paths_replaced"] = {
+            "note": "absolute local paths of the training machine, replaced by a Hub id or the folder's name",
+            "keys": replaced,
+        }
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return replaced
+
+
+# An absolute POSIX path of two or more components inside prose, Markdown or YAML: after a backtick, quote, space or
+# parenthesis (so `https://...` URLs and `</details>` are not paths).
+_ABSOLUTE_PATH = re.compile(r"(?<=[`\"'\s(])/[\w.@+~=-]+(?:/[\w.@+~=-]*)+")
+
+
+def publishable_text(path: str | Path) -> int:
+    """Replace the absolute local paths of a staged text file (the model card) in place; return how many.
+
+    The card written at training time names the base model, recipe and training arguments by their local paths;
+    each becomes the Hub id it is a cached snapshot of, else its last component (see `publishable_record`).
+
+    Args:
+        path (`str` or `Path`): A staged copy.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    new, count = _ABSOLUTE_PATH.subn(lambda m: _publishable_path(m.group(0), "", {}), text)
+    if count:
+        path.write_text(new, encoding="utf-8")
+    return count
+
+
+def check_eval_is_of(model_dir: str | Path, eval_dir: str | Path, stage: str) -> None:
+    """Refuse `eval_dir` unless the `medvl eval` run it holds evaluated the weights of `model_dir`.
+
+    The eval runner records each model's `checkpoints.model_fingerprint` in `metrics.json`
+    (`models.<stage>.revision`); the pushed folder's fingerprint must be the same.
+
+    Args:
+        model_dir (`str` or `Path`): The checkpoint folder being pushed.
+        eval_dir (`str` or `Path`): A `medvl eval` output folder.
+        stage (`str`): `"encoder"` or `"decoder"`, the kind of model `model_dir` holds.
+    """
+    from medvl_recipes.checkpoints import model_fingerprint
+
+    metrics_path = Path(eval_dir) / "metrics.json"
+    try:
+        evaluated = json.loads(metrics_path.read_text()).get("models", {}).get(stage) or {}
+    except (OSError, ValueError, AttributeError):
+        evaluated = {}
+    if not evaluated.get("revision"):
+        raise MedvlError(
+            f"--eval-dir {eval_dir}: {metrics_path.name} records no {stage} (not a `medvl eval --{stage}` run), so "
+            f"its results cannot be tied to {model_dir}; pass --model-index FILE to attach them anyway"
+        )
+    pushed = model_fingerprint(str(model_dir))
+    if evaluated["revision"] != pushed:
+        raise MedvlError(
+            f"--eval-dir {eval_dir} evaluated {stage} {evaluated.get('name_or_path')} ({evaluated['revision']}), "
+            f"not {model_dir} ({pushed}); evaluate this checkpoint or drop --eval-dir"
+        )
 
 
 def stage_dataset(dataset_dir: str | Path, staging_dir: str | Path) -> list[str]:
