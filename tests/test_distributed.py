@@ -15,6 +15,7 @@ differences. Training moves the outputs by 0.29 (encoder) and 1.0 (decoder), so 
 loss normalisation or another engine's fallback fails the check.
 
 Where an engine cannot run on CPU the test is marked `gpu` and says why (FSDP: accelerate falls back to DDP).
+On 2 or more GPUs every run, the 1-process reference included, trains on the GPUs in float32 without TF32.
 """
 
 import importlib.util
@@ -42,16 +43,30 @@ RECIPES = {
 }
 ATOL = 1e-5
 # Files only each engine writes into checkpoint-N: proof that the engine, not a fallback, ran.
-# FSDP: accelerate's `save_fsdp_model`/`save_fsdp_optimizer` files (FULL_STATE_DICT); DeepSpeed: its per-rank
-# partitioned model and optimizer states under global_stepN.
+# FSDP: the sharded model that accelerate's `save_fsdp_model` writes with torch.distributed.checkpoint
+# (SHARDED_STATE_DICT, one `.distcp` file per rank); DeepSpeed: its per-rank partitioned states under global_stepN.
 ENGINE_FILES = {
     "ddp": "optimizer.pt",
     "zero2": "global_step{step}/zero_pp_rank_1_mp_rank_00_optim_states.pt",
     "zero3": "global_step{step}/zero_pp_rank_1_mp_rank_00_model_states.pt",
-    "fsdp": "pytorch_model_fsdp.bin",
+    "fsdp": "pytorch_model_fsdp_0/__1_0.distcp",
 }
 ON_GPU = torch.cuda.device_count() >= 2
-slow, gpu = pytest.mark.slow, pytest.mark.gpu
+# On GPUs the runs and the 1-process reference train on the GPUs, in float32 (the configs say bf16, the smoke
+# recipes `use_cpu: true`) and without TF32, so that they compare at ATOL as on CPU.
+GPU_LAUNCHER, GPU_TRAINING, GPU_ENV = (
+    ["--mixed_precision", "no"],
+    ["--use_cpu", "false"],
+    {"NVIDIA_TF32_OVERRIDE": "0"},
+)
+slow = pytest.mark.slow
+# FSDP: accelerate 1.16 selects FSDP only on accelerator devices (`AcceleratorState.__init__` sets
+# `DistributedType.FSDP` only for MULTI_GPU/MULTI_XPU/...): on CPU it trains DDP (`ACCELERATE_USE_CPU=1`) or
+# single processes, without an error, so the FSDP runs need 2 CUDA devices.
+gpu = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not ON_GPU, reason="FSDP through accelerate runs only on GPUs; these runs need 2"),
+]
 needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="pip install deepspeed")
 
 
@@ -87,11 +102,14 @@ def launch(engine, stage, tiny_models, data, output_dir, *extra, num_processes=2
     argv, env = accelerate_command(
         stage,
         CONFIGS / f"{engine}.yaml",
-        recipe_args(stage, tiny_models, data, output_dir, *extra),
+        recipe_args(stage, tiny_models, data, output_dir, *extra, *([] if cpu else GPU_TRAINING)),
         num_processes=num_processes,
         main_process_port=free_port(),
         cpu=cpu,
     )
+    if not cpu:
+        at = argv.index("--config_file") + 2
+        argv, env = [*argv[:at], *GPU_LAUNCHER, *argv[at:]], {**env, **GPU_ENV}
     return run(["nice", "-n", "10", *argv], env, cwd=output_dir.parent)
 
 
@@ -104,10 +122,9 @@ def single_process(tiny_models, data, tmp_path_factory):
         if stage not in outputs:
             out = tmp_path_factory.mktemp(f"single-{stage}") / "run"
             argv = [sys.executable, "-m", f"medvl_recipes.train_{stage}"]
-            argv += recipe_args(
-                stage, tiny_models, data, out, "--per_device_train_batch_size", "4", "--use_cpu", "true"
-            )
-            run(argv, {}, cwd=out.parent)
+            device = GPU_TRAINING if ON_GPU else ["--use_cpu", "true"]
+            argv += recipe_args(stage, tiny_models, data, out, "--per_device_train_batch_size", "4", *device)
+            run(argv, GPU_ENV if ON_GPU else {}, cwd=out.parent)
             outputs[stage] = out
         return outputs[stage]
 
@@ -122,7 +139,8 @@ def encoder_outputs(model_dir, data):
     batch = SiglipPairCollator(AutoProcessor.from_pretrained(model_dir))(rows)
     with torch.no_grad():
         out = model(**batch)
-    return torch.cat([out.image_embeds, out.text_embeds])
+    # The sigmoid loss's scale and bias too: they get their gradient from the loss alone (not via the embeddings).
+    return torch.cat([out.image_embeds.flatten(), out.text_embeds.flatten(), model.logit_scale, model.logit_bias])
 
 
 def decoder_outputs(model_dir, data):
@@ -159,20 +177,10 @@ def _engine_params(stages):
         for engine in ("ddp", "zero2", "zero3", "fsdp"):
             marks = [needs_deepspeed] if engine.startswith("zero") else []
             if engine == "fsdp":
-                marks.append(gpu)
+                marks += gpu
             elif (engine, stage) not in {("ddp", "decoder"), ("zero2", "decoder")}:
                 # The default `make test` runs the two cheapest; the rest is `make test-distributed`.
                 marks.append(slow)
-            if (engine, stage) == ("zero3", "encoder"):
-                marks.append(
-                    pytest.mark.xfail(
-                        strict=True,
-                        raises=AssertionError,
-                        reason="SiglipContrastiveTrainer reads logit_scale/logit_bias outside the module's forward, "
-                        "where ZeRO-3 has partitioned them: 'RuntimeError: The size of tensor a (0) must match the "
-                        "size of tensor b (128) at non-singleton dimension 1'",
-                    )
-                )
             params.append(pytest.param(engine, stage, marks=marks, id=f"{engine}-{stage}"))
     return params
 
@@ -190,7 +198,11 @@ def test_two_processes_match_one(engine, stage, tiny_models, data, single_proces
     "engine", [pytest.param("zero3", marks=[slow, needs_deepspeed]), pytest.param("fsdp", marks=gpu)]
 )
 def test_resume_from_sharded_checkpoint(engine, tiny_models, data, tmp_path):
-    """Stop after step 1, resume from the engine's sharded checkpoint-1: the same weights as 2 steps straight."""
+    """Stop after step 1, resume from the engine's sharded checkpoint-1: the same weights as 2 steps straight.
+
+    Both runs' `output_dir` reload with `from_pretrained`: the engine's final save gathered the full weights
+    (ZeRO-3: `zero3_save_16bit_model`; FSDP: `modeling.full_weights_on_save`).
+    """
     extra = ["--per_device_train_batch_size", "2", "--save_steps", "1"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     launch(engine, "decoder", tiny_models, data, straight, *extra)
@@ -202,6 +214,30 @@ def test_resume_from_sharded_checkpoint(engine, tiny_models, data, tmp_path):
     assert state["global_step"] == 2
     diff = (decoder_outputs(resumed, data) - decoder_outputs(straight, data)).abs().max().item()
     assert diff <= ATOL, f"resumed run differs by {diff:.2e}"
+
+
+def test_fsdp_final_save_gathers_the_full_state_dict():
+    # The code path of the `gpu` FSDP runs, on the plugin that fsdp.yaml configures: its checkpoints are sharded,
+    # and `Trainer.save_model` writes weights under FSDP only for FULL_STATE_DICT (transformers 5.24 tests
+    # `"FULL_STATE_DICT" in str(fsdp_plugin.state_dict_type)`), which `full_weights_on_save` switches to.
+    from types import SimpleNamespace
+
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from medvl_recipes.modeling import full_weights_on_save
+
+    fsdp_config = load_config_from_file(str(CONFIGS / "fsdp.yaml")).fsdp_config
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=fsdp_config["fsdp_version"], state_dict_type=fsdp_config["fsdp_state_dict_type"]
+    )
+    assert "SHARDED_STATE_DICT" in str(plugin.state_dict_type)
+    trainer = SimpleNamespace(
+        is_fsdp_enabled=True, accelerator=SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin))
+    )
+    full_weights_on_save(trainer)
+    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
+    full_weights_on_save(SimpleNamespace(is_fsdp_enabled=False))  # DDP, DeepSpeed, one process: nothing to switch
 
 
 def test_fsdp_on_cpu_is_refused_with_the_reason(tmp_path):

@@ -5,9 +5,11 @@
 - Decoder (Llama 3.2 Vision / Mllama, or any `AutoModelForImageTextToText`): `get_processor` and `get_decoder` for
   training (dtype, QLoRA, LoRA, freezing), `load_decoder` for inference (full, merged or LoRA adapter).
 - `parse_dtype`, the one parser of dtype options; `check_checkpoint`, `adapter_base` and `save_checkpoint`, the
-  checkpoint folder (`save_pretrained` output plus processor, `run_args.json`, optional LoRA adapter).
+  checkpoint folder (`save_pretrained` output plus processor, `run_args.json`, optional LoRA adapter);
+  `full_weights_on_save`, what makes an FSDP run's final `save_model` write weights `from_pretrained` reads.
 """
 
+import contextlib
 import json
 import logging
 import re
@@ -148,6 +150,22 @@ def check_encoder_model(model, max_length: int, model_name: str) -> None:
         )
 
 
+def _modifiable(params: list[torch.nn.Parameter]):
+    """A context in which `params` can be written in place, also under DeepSpeed ZeRO-3.
+
+    With ZeRO-3 (`zero3_init_flag`) `from_pretrained` partitions every parameter as it loads, so an in-place write
+    to one is lost (its `data` is empty). `deepspeed.zero.GatheredParameters(modifier_rank=0)` gathers them, and
+    on exit broadcasts rank 0's values and partitions them again.
+    """
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not params or not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
+
+
 def get_encoder(model_args, script_args) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Load the encoder and its processor for training: dtype, checks, re-initialised logit scale/bias, frozen towers.
 
@@ -168,11 +186,11 @@ def get_encoder(model_args, script_args) -> tuple[PreTrainedModel, ProcessorMixi
         attn_implementation=model_args.attn_implementation,
     )
     check_encoder_model(model, script_args.max_length, model_args.model_name_or_path)
-    with torch.no_grad():
-        if model_args.init_logit_scale is not None:
-            model.logit_scale.fill_(model_args.init_logit_scale)
-        if model_args.init_logit_bias is not None:
-            model.logit_bias.fill_(model_args.init_logit_bias)
+    inits = [(model.logit_scale, model_args.init_logit_scale), (model.logit_bias, model_args.init_logit_bias)]
+    inits = [(param, value) for param, value in inits if value is not None]
+    with _modifiable([param for param, _ in inits]), torch.no_grad():
+        for param, value in inits:
+            param.fill_(value)
     for tower, frozen in (
         ("vision_model", model_args.freeze_vision_tower),
         ("text_model", model_args.freeze_text_tower),
@@ -341,11 +359,28 @@ _FULL_WEIGHT_FILES = ("model*.safetensors", "model.safetensors.index.json", "pyt
 _ADAPTER_FILES = ("adapter_model.*", "adapter_config.json")
 
 
+def full_weights_on_save(trainer) -> None:
+    """Make the next `trainer.save_model` write the full weights (`model.safetensors`) under FSDP; else a no-op.
+
+    `accelerate_configs/fsdp.yaml` keeps `fsdp_state_dict_type: SHARDED_STATE_DICT`, so each `checkpoint-N` holds
+    every rank's shard of the model and optimizer (`pytorch_model_fsdp_0/`, `optimizer_0/`, written with
+    `torch.distributed.checkpoint` by accelerate's `save_fsdp_model`/`save_fsdp_optimizer`) and
+    `--resume_from_checkpoint` reads them back with `load_fsdp_model`.
+    With that type `Trainer.save_model` writes no weights at all (transformers 5.24 `Trainer.save_model` saves under
+    FSDP only `if "FULL_STATE_DICT" in str(fsdp_plugin.state_dict_type)`), so for the final save the type becomes
+    `FULL_STATE_DICT`, as transformers' FSDP guide does (docs/source/en/fsdp.md): `accelerator.get_state_dict` then
+    gathers the full state dict (FSDP2: `get_model_state_dict(full_state_dict=True, cpu_offload=True)`) and rank 0
+    writes it with `save_pretrained`. Call it after `train()`: a later checkpoint would be gathered on rank 0 too.
+    """
+    if getattr(trainer, "is_fsdp_enabled", False):
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
 def save_checkpoint(trainer, processor, output_dir: str | Path, *, run_args: dict[str, Any]) -> Path:
     """Save what a decoder run produced: weights, processor, generation config and all the arguments.
 
     LoRA runs save the adapter (`adapter_model.safetensors`, `adapter_config.json`), others the full weights
-    (`model.safetensors` shards). `run_args.json` records the script, training and model arguments; the trainer's
+    (`model.safetensors` shards; under FSDP gathered from the ranks' shards, see `full_weights_on_save`). `run_args.json` records the script, training and model arguments; the trainer's
     own `training_args.bin` and the `trainer_state.json` log history are written too. Weights of the other kind
     left in `output_dir` by an earlier run are deleted first: `load_decoder` prefers an `adapter_config.json`, so a
     stale adapter would otherwise shadow a later full run.
@@ -367,6 +402,7 @@ def save_checkpoint(trainer, processor, output_dir: str | Path, *, run_args: dic
         for path in (p for pattern in stale for p in output_dir.glob(pattern)):
             logger.warning("Deleting %s, left by an earlier run of another kind", path)
             path.unlink()
+    full_weights_on_save(trainer)
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)

@@ -34,7 +34,7 @@ from medvl_recipes.data.pairs import get_pair_datasets
 from medvl_recipes.hub.model_card import write_model_card
 from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
-from medvl_recipes.modeling import check_checkpoint, get_encoder
+from medvl_recipes.modeling import check_checkpoint, full_weights_on_save, get_encoder
 from medvl_recipes.retrieval import write_retrieval_before_after
 from medvl_recipes.trainers import SiglipContrastiveTrainer
 
@@ -100,6 +100,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None) -> d
     trainer.save_state()
 
     # Save
+    full_weights_on_save(trainer)
     trainer.save_model(training_args.output_dir)
     metrics = dict(train_result.metrics)
 

@@ -83,26 +83,37 @@ class SiglipContrastiveTrainer(Trainer):
         # One micro-batch on one rank is already the whole batch: skip the extra no-grad forward.
         return len(self._window) > 1 or (self.negatives == "global" and self.accelerator.num_processes > 1)
 
-    def _embed(self, model: nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised `(image_emb, text_emb)`, each `(B, D)`, through the (possibly DDP-wrapped) model's forward."""
-        unwrapped = self.accelerator.unwrap_model(model)
-        outputs = model(
-            **inputs,
-            return_loss=False,
-            interpolate_pos_encoding=needs_pos_interpolation(unwrapped, inputs["pixel_values"]),
-        )
-        return outputs.image_embeds, outputs.text_embeds
+    def _forward(self, model: nn.Module, inputs: dict) -> tuple[torch.Tensor, ...]:
+        """`(image_emb, text_emb, logit_scale, logit_bias)` of one forward of the (possibly wrapped) model.
 
-    def _logit_params(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        The embeddings are normalised, `(B, D)` each. The scale and bias are taken while the model runs, by a
+        forward hook that goes first: DeepSpeed ZeRO-3 gathers a module's parameters for its forward only (its own
+        forward hook partitions them again), so `model.logit_scale` read afterwards is an empty tensor. The copies
+        stay in the autograd graph: the loss's gradient reaches the parameters as if they had been used directly.
+        """
         unwrapped = self.accelerator.unwrap_model(model)
-        return unwrapped.logit_scale, unwrapped.logit_bias
+        taken = []
+
+        def take_logit_params(module, args, output):
+            taken.extend((module.logit_scale.clone(), module.logit_bias.clone()))
+
+        handle = unwrapped.register_forward_hook(take_logit_params, prepend=True)
+        try:
+            outputs = model(
+                **inputs,
+                return_loss=False,
+                interpolate_pos_encoding=needs_pos_interpolation(unwrapped, inputs["pixel_values"]),
+            )
+        finally:
+            handle.remove()
+        return outputs.image_embeds, outputs.text_embeds, *taken
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training and self._needs_window_cache():
             loss = self._windowed_loss(model, inputs)
             return (loss, None) if return_outputs else loss
-        image_emb, text_emb = self._embed(model, inputs)  # (B, D) each
-        loss = self.loss_fn(image_emb, text_emb, *self._logit_params(model))
+        image_emb, text_emb, logit_scale, logit_bias = self._forward(model, inputs)  # (B, D), (B, D), (1,), (1,)
+        loss = self.loss_fn(image_emb, text_emb, logit_scale, logit_bias)
         if model.training:
             loss = loss / self.current_gradient_accumulation_steps
         elif self._eval_embeddings is not None:
@@ -117,7 +128,7 @@ class SiglipContrastiveTrainer(Trainer):
         with torch.no_grad():
             for micro_batch in self._window:
                 rng_states.append(_RngStates())
-                image_emb, text_emb = self._embed(model, self._prepare_inputs(micro_batch))
+                image_emb, text_emb, *logit_params = self._forward(model, self._prepare_inputs(micro_batch))
                 image_chunks.append(image_emb.float())
                 text_chunks.append(text_emb.float())
         sizes = [chunk.shape[0] for chunk in image_chunks]
@@ -131,8 +142,12 @@ class SiglipContrastiveTrainer(Trainer):
             offset = self.accelerator.process_index * image_emb.shape[0]
             # Plain all-gather without autograd: the gradient w.r.t. our own slice is taken below.
             image_emb, text_emb = self.accelerator.gather(image_emb), self.accelerator.gather(text_emb)
+        # The window's scale and bias (one optimizer step: the same in every micro-batch), as leaves of the window
+        # loss; `requires_grad` is the parameters' own flag (a frozen scale or bias gets no gradient).
+        unwrapped = self.accelerator.unwrap_model(model)
+        flags = (unwrapped.logit_scale.requires_grad, unwrapped.logit_bias.requires_grad)
         logit_scale, logit_bias = (
-            p.detach().clone().requires_grad_(p.requires_grad) for p in self._logit_params(model)
+            p.detach().requires_grad_(flag) for p, flag in zip(logit_params, flags, strict=True)
         )
         image_emb.requires_grad_(True)
         text_emb.requires_grad_(True)
@@ -158,13 +173,14 @@ class SiglipContrastiveTrainer(Trainer):
         cache, i = self._window_cache, self._window_pos
         self._window_pos += 1
         cache["rng_states"][i].restore()
-        image_emb, text_emb = self._embed(model, inputs)  # (B, D) each, with grad
+        image_emb, text_emb, *logit_params = self._forward(model, inputs)  # with grad
         surrogate = cache["world"] * (
             (image_emb.float() * cache["image_grads"][i]).sum() + (text_emb.float() * cache["text_grads"][i]).sum()
         )
         if i == len(self._window) - 1:
             # The logit scale and bias get their window gradient once, with the last micro-batch.
-            params = [p for p in self._logit_params(model) if p.requires_grad]
+            # (`logit_params` come out of this forward: under ZeRO-3 the parameters themselves are empty here.)
+            params = [p for p in logit_params if p.requires_grad]
             surrogate = surrogate + sum((p * g).sum() for p, g in zip(params, cache["logit_grads"], strict=True))
             self._window, self._window_cache = None, None
         # The value reported per micro-batch sums to the window loss; the gradient is the surrogate's.
