@@ -249,7 +249,11 @@ def test_upload_guard_holds_uploads_and_releases_refused_requests(tmp_path, monk
         async def send(message):
             sent.append(message)
 
-        asyncio.run(guard({"type": "http", "method": "POST", "path": path}, receive, send))
+        # In a thread of its own: an earlier test of the session (Playwright, Gradio) may leave an event loop
+        # running in this one, where asyncio.run refuses to start.
+        call = guard({"type": "http", "method": "POST", "path": path}, receive, send)
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, call).result()
         return sent
 
     assert post("/gradio_api/upload", b"--multipart--")[0]["status"] == 200

@@ -136,7 +136,8 @@ class SiglipTrainingConfig(TrainingArguments):
 class DecoderScriptArguments(ScriptArguments):
     """Data arguments of `medvl_recipes.train_decoder` (on top of TRL's `ScriptArguments`).
 
-    `dataset_name` is a chat-JSONL folder written by `medvl to-chat` (`train.jsonl`, `validation.jsonl`, `images/`).
+    `dataset_name` is a chat-JSONL folder written by `medvl to-chat` (`train.jsonl`, `validation.jsonl`, `images/`),
+    or a dataset in TRL's `messages` + `images` layout (a `save_to_disk` or parquet folder, or a Hub id).
 
     Args:
         loss_on (`str`, *optional*, defaults to `"assistant"`):
