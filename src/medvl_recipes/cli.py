@@ -47,7 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("medvl_recipes.export", "Export the SigLIP encoder to ONNX (`medvl export onnx ENCODER_DIR OUT`)."),
     "push": ("medvl_recipes.hub.push", "Push a model, a dataset or the demo Space to the Hugging Face Hub."),
-    "review": ("medvl_recipes.review.app", "Expert review of generated reports (Gradio); `medvl review stats`, `medvl review publish`."),
+    "review": (
+        "medvl_recipes.review.app",
+        "Expert review of generated reports (Gradio); `medvl review stats`, `medvl review publish`.",
+    ),
 }
 # Commands parsed by TrlParser (dataclass fields, `--output_dir`); all others use argparse (`--output-dir`).
 TRL_COMMANDS = ("train-encoder", "train-decoder")
