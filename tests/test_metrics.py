@@ -267,7 +267,7 @@ def test_constant_generations_have_distinct_share_one_over_n():
     constant = MetricInputs(generations=[PHANTOM_REPORTS[1]] * n, references=PHANTOM_REPORTS)
     results, _ = compute_metrics(constant, ["distinct_generations"], n_resamples=200)
     assert results["distinct_generations"].value == pytest.approx(100.0 / n)
-    # A resample that draws one sample twice still has one generation for it: the share stays 1 / (distinct samples).
+    # Every sample carries 1 / (samples with its text): a resample keeps the share at 1 / n.
     assert results["distinct_generations"].ci_high <= 100.0 / 2
     own = MetricInputs(generations=PHANTOM_REPORTS, references=PHANTOM_REPORTS)
     results, _ = compute_metrics(own, ["distinct_generations"], n_resamples=200)
@@ -276,6 +276,16 @@ def test_constant_generations_have_distinct_share_one_over_n():
     # Case and whitespace do not make a report distinct.
     near = MetricInputs(generations=["No acute finding.", "no  acute FINDING."], references=["a", "b"])
     assert compute_metrics(near, ["distinct_generations"], n_resamples=0)[0]["distinct_generations"].value == 50.0
+
+
+def test_distinct_share_interval_holds_its_value():
+    # The quickstart's shape: 72 samples, 7 texts, one of them written for 60 samples. Counting distinct texts per
+    # resample put the interval above the value (9.72 [10.64, 16.67]).
+    generations = [PHANTOM_REPORTS[0]] * 60 + [PHANTOM_REPORTS[1]] * 6 + [f"Report {i}." for i in range(6)]
+    inputs = MetricInputs(generations=generations, references=["x"] * len(generations))
+    result = compute_metrics(inputs, ["distinct_generations"], n_resamples=1000)[0]["distinct_generations"]
+    assert result.value == pytest.approx(100.0 * 8 / 72)
+    assert result.ci_low <= result.value <= result.ci_high
 
 
 def test_modality_and_region_agreement_against_hand_labels():

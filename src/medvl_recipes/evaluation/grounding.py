@@ -15,6 +15,7 @@ checks expose it (the metrics are registered in `metrics.py`):
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -155,24 +156,21 @@ def agreement_stats(
 
 
 def distinct_stats(generations: Sequence[str]) -> np.ndarray:
-    """Per-sample `[generation id, sample index]` (N, 2): equal ids = the same text (whitespace/case-normalised)."""
-    ids: dict[str, int] = {}
-    rows = [(ids.setdefault(" ".join(text.lower().split()), len(ids)), i) for i, text in enumerate(generations)]
-    return np.asarray(rows, dtype=np.float64).reshape(len(generations), 2)
+    """Per-sample `1 / (how many samples got the same text)` (N, 1), texts whitespace/case-normalised.
+
+    Their mean is the share of distinct generations, and it stays that share on a bootstrap resample: the count of
+    distinct texts in a resample divided by its size is not (a resample of a few repeated reports holds fewer
+    samples but nearly as many distinct texts, so it overstates the share and the interval missed the value).
+    """
+    keys = [" ".join(text.lower().split()) for text in generations]
+    counts = Counter(keys)
+    return np.asarray([1.0 / counts[key] for key in keys], dtype=np.float64).reshape(len(keys), 1)
 
 
 def distinct_share(stats: np.ndarray) -> float:
-    """Share of distinct generations among the distinct samples of `stats` (from `distinct_stats`).
-
-    On a bootstrap resample a sample drawn twice is one sample, not a repeated generation, so the share is taken
-    over the distinct sample indices.
-    """
+    """Share of distinct generations from `distinct_stats` rows (of all samples, or of a bootstrap resample)."""
     stats = np.asarray(stats)
-    if len(stats) == 0:
-        return float("nan")
-    _, first = np.unique(stats[:, 1], return_index=True)
-    unique_samples = stats[first]
-    return len(np.unique(unique_samples[:, 0])) / len(unique_samples)
+    return float(stats[:, 0].mean()) if len(stats) else float("nan")
 
 
 def swap_derangement(n: int, seed: int = 0) -> np.ndarray:

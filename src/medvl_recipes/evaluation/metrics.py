@@ -392,7 +392,7 @@ def distinct_generation_stats(inputs: MetricInputs) -> np.ndarray:
 register_metric(
     "distinct_generations", higher_is_better=True, stats=distinct_generation_stats, requires=("generations",),
     decomposable=False, per_sample=False,
-    signature=lambda inputs: "distinct-share|normalise:lowercase+whitespace|bootstrap:distinct-samples",
+    signature=lambda inputs: "distinct-share|normalise:lowercase+whitespace|bootstrap:mean-inverse-count",
 )(lambda stats: 100.0 * distinct_share(stats))  # fmt: skip
 
 
