@@ -380,9 +380,10 @@ def save_checkpoint(trainer, processor, output_dir: str | Path, *, run_args: dic
     """Save what a decoder run produced: weights, processor, generation config and all the arguments.
 
     LoRA runs save the adapter (`adapter_model.safetensors`, `adapter_config.json`), others the full weights
-    (`model.safetensors` shards; under FSDP gathered from the ranks' shards, see `full_weights_on_save`). `run_args.json` records the script, training and model arguments; the trainer's
-    own `training_args.bin` and the `trainer_state.json` log history are written too. Weights of the other kind
-    left in `output_dir` by an earlier run are deleted first: `load_decoder` prefers an `adapter_config.json`, so a
+    (`model.safetensors` shards; under FSDP gathered from the ranks' shards, see `full_weights_on_save`).
+    `run_args.json` records the script, training and model arguments; the trainer's own `training_args.bin` and
+    the `trainer_state.json` log history are written too. Weights of the other kind left in `output_dir` by an
+    earlier run are deleted first: `load_decoder` prefers an `adapter_config.json`, so a
     stale adapter would otherwise shadow a later full run.
 
     Args:
