@@ -17,7 +17,8 @@ def is_non_commercial(license_id: str) -> bool:
     return "nc" in parts or "non" in parts or parts[:2] == ["no", "cc"] or license_id in {"unknown", "other"}
 
 
-def _size_category(n: int) -> str:
+def size_category(n: int) -> str:
+    """The Hub's `size_categories` tag for a dataset of `n` rows (`"n<1K"`, `"1K<n<10K"`, ...)."""
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
             return name
@@ -38,7 +39,7 @@ def _card_data(output_dir: Path, report: dict, config: DatasetMixtureConfig) -> 
         task_categories=["image-to-text"],
         language=["en"],
         tags=["medical", "radiology", "medvl-recipes"],
-        size_categories=[_size_category(totals["kept"])],
+        size_categories=[size_category(totals["kept"])],
         configs=[
             {
                 "config_name": "default",

@@ -199,7 +199,7 @@ def review_card(
     """The dataset card (YAML metadata and a description) of a published review."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from medvl_recipes.hub.dataset_card import _size_category
+    from medvl_recipes.hub.dataset_card import size_category
 
     card_data = DatasetCardData(
         pretty_name=pretty_name,
@@ -207,7 +207,7 @@ def review_card(
         task_categories=["image-to-text"],
         language=["en"],
         tags=["medical", "radiology", "human-evaluation", "expert-review", "medvl-recipes"],
-        size_categories=[_size_category(len(rows))],
+        size_categories=[size_category(len(rows))],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
     )
     splits = datasets.SplitDict()
