@@ -37,7 +37,8 @@ quickstart: install
 	$(OFFLINE) $(BIN)/medvl train-encoder --config recipes/siglip-base-patch16-224/encoder/config_smoke.yaml \
 		--model_name_or_path $(QS)/models/tiny-siglip --dataset_name $(QS)/dataset --output_dir $(QS)/encoder --overwrite_output_dir true
 	$(OFFLINE) $(BIN)/medvl train-decoder --config recipes/llama-3.2-11b-vision/decoder/config_smoke.yaml \
-		--model_name_or_path $(QS)/models/tiny-llama-3.2-vision --dataset_name $(QS)/chat --output_dir $(QS)/decoder --overwrite_output_dir true
+		--model_name_or_path $(QS)/models/tiny-llama-3.2-vision --dataset_name $(QS)/chat --vision_warmup_encoder $(QS)/encoder \
+		--output_dir $(QS)/decoder --overwrite_output_dir true
 	$(OFFLINE) $(BIN)/medvl eval --config eval/configs/smoke.yaml \
 		--decoder $(QS)/decoder --encoder $(QS)/encoder --dataset $(QS)/dataset --output-dir $(QS)/eval
 	@echo

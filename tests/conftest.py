@@ -49,6 +49,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_mllama_4_tiles(tmp_path_factory) -> Path:
+    """The tiny Mllama with the real model's tiling (`medvl tiny-models --max-tiles 4`), for the tiling tests."""
+    from medvl_recipes.samples.tiny_models import build_tiny_mllama
+
+    return build_tiny_mllama(tmp_path_factory.mktemp("tiny-4-tiles") / "mllama", seed=0, max_tiles=4)
+
+
+@pytest.fixture(scope="session")
 def sample_raw_dir(tmp_path_factory) -> Path:
     """The raw sample sources of `medvl sample-data` (default size, seed 0)."""
     from medvl_recipes.samples.sample_data import write_sample_data

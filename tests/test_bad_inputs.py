@@ -66,6 +66,7 @@ def decoder(*extra, setup=None):
             "train-decoder", "--config", str(DECODER_SMOKE), "--model_name_or_path", ctx["mllama"],
             "--dataset_name", str(ctx["chat"]), "--output_dir", str(tmp / "out"), "--max_steps", "1",
             "--num_sample_generations", "0", "--per_device_train_batch_size", "2",
+            "--vision_warmup_encoder", ctx["siglip"], "--vision_warmup_steps", "0",
         ]  # fmt: skip
         return argv + [str(arg).format(**ctx, **values, tmp=tmp) for arg in extra]
 
@@ -263,7 +264,11 @@ CASES = [
     ("train: model", "dec-4bit-without-peft", decoder("--load_in_4bit", "true"), "set use_peft: true"),
     ("train: model", "dec-peft-and-freeze", decoder("--use_peft", "true", "--freeze_language_model", "true"),
      "choose one"),
-    ("train: model", "dec-max_image_tiles", decoder("--max_image_tiles", "1"), "takes exactly 4 tiles"),
+    ("train: model", "dec-max_image_tiles", decoder("--max_image_tiles", "4"), "takes exactly 1 tile(s)"),
+    ("train: model", "dec-vision-warmup-lora", decoder("--vision_warmup_steps", "5", "--use_peft", "true"),
+     "a LoRA adapter does not save"),
+    ("train: model", "dec-vision-warmup-missing", decoder("--vision_warmup_steps", "5", "--vision_warmup_encoder", "{tmp}/nope"),
+     "nope: no such folder"),
     # --- output folders and resume
     ("train: output/resume", "enc-resume-last-none", encoder("--resume_from_checkpoint", "last"),
      "no complete checkpoint-N folder"),

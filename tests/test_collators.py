@@ -20,8 +20,9 @@ REPORT_B = "No focal nodule."
 
 
 @pytest.fixture(scope="module")
-def processor(tiny_models):
-    return AutoProcessor.from_pretrained(tiny_models["mllama"])
+def processor(tiny_mllama_4_tiles):
+    # The real model's tiling (4 tiles), so that batches mix tile counts; the 1-tile default is a special case.
+    return AutoProcessor.from_pretrained(tiny_mllama_4_tiles)
 
 
 def chat(report, *, prompt="Describe this medical image.", image=None, size=(96, 80)):
@@ -215,7 +216,8 @@ def _tiled_image(grid: tuple[int, int], colours: list[tuple[int, int, int]], til
 
 def test_each_sample_gets_its_own_pixels_when_a_batch_mixes_sizes_and_aspect_ratios(processor):
     # Every tile of every image has its own colour, so a pixel row that came from the wrong sample, a wrong tile
-    # order or a tile of another image shows. The tiny processor: 112-px tiles, at most 4; Mllama's aspect-ratio
+    # order or a tile of another image shows. The tiny processor with the real model's tiling (`--max-tiles 4`):
+    # 112-px tiles, at most 4; Mllama's aspect-ratio
     # ids for 4 tiles count (tile rows, tile columns) as 1:(1,1) 2:(1,2) 3:(1,3) 4:(1,4) 5:(2,1) 6:(2,2) 7:(3,1) 8:(4,1).
     assert processor.image_processor.size["height"] == 112 and processor.image_processor.max_image_tiles == 4
     colours = iter([(i * 23 % 256, i * 71 % 256, 255 - i * 19 % 256) for i in range(1, 11)])

@@ -87,7 +87,8 @@ def recipe_args(stage, tiny_models, data, output_dir, *extra):
     if stage == "encoder":
         args += ["--retrieval_eval", "false", "--warmup_steps", "0"]
     else:
-        args += ["--num_sample_generations", "0"]
+        # The vision warm-up runs before the engine wraps the model (tests/test_vision_warmup.py, test_resume.py).
+        args += ["--num_sample_generations", "0", "--vision_warmup_steps", "0"]
     return [*args, *extra]
 
 

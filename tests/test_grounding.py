@@ -186,7 +186,7 @@ def test_trained_decoder_reads_its_images(tmp_path, tiny_models, repo_root):
     assert medvl([
         "train-decoder", "--config", str(recipe), "--model_name_or_path", str(tiny_models["mllama"]),
         "--dataset_name", str(chat), "--output_dir", str(decoder), "--num_train_epochs", str(GROUNDING_EPOCHS),
-        "--num_sample_generations", "0",
+        "--num_sample_generations", "0", "--vision_warmup_encoder", str(tiny_models["siglip"]),
     ]) == 0  # fmt: skip
     out = tmp_path / "eval"
     metrics = ["finding_f1_micro_gt", "finding_f1_micro_gt_swapped", "finding_f1_micro_gt_swap_drop",

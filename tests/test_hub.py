@@ -395,6 +395,7 @@ def test_training_runs_push_once_and_never_the_token(hub, tiny_models, tmp_path,
             *("--dataset_name", str(chat), "--output_dir", str(tmp_path / "dec"), "--num_sample_generations", "0"),
             "--per_device_train_batch_size",
             "2",
+            *("--vision_warmup_encoder", str(tiny_models["siglip"]), "--vision_warmup_steps", "2"),
         ],
     }
     for repo_id, argv in runs.items():

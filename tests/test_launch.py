@@ -138,17 +138,17 @@ def test_two_machines_global_negatives_match_one_batch(tiny_models, tmp_path):
             rdzv_backend="c10d",
             cpu=True,
         )
-        processes.append(
-            subprocess.Popen(
-                ["nice", "-n", "10", *argv],
-                env={**env, **extra_env},
-                cwd=tmp_path,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
+        # Output goes to files: with pipes, rank 1 blocks on a full pipe while the test reads rank 0's, and rank 0
+        # waits for rank 1 in the next collective.
+        with open(tmp_path / f"rank{rank}.log", "w") as log:
+            processes.append(
+                subprocess.Popen(
+                    ["nice", "-n", "10", *argv], env={**env, **extra_env}, cwd=tmp_path, stdout=log, stderr=log
+                )
             )
-        )
-    logs = [process.communicate(timeout=300)[0] for process in processes]
+    for process in processes:
+        process.wait(timeout=300)
+    logs = [(tmp_path / f"rank{rank}.log").read_text() for rank in range(2)]
     assert all(process.returncode == 0 for process in processes), "\n".join(log[-3000:] for log in logs)
     saved = torch.load(out)
     assert saved["world_size"] == 2

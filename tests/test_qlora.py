@@ -35,10 +35,11 @@ def chat_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def adapter(tiny_models, chat_dir, tmp_path_factory):
-    """6 steps of the QLoRA recipe on the tiny model (lr raised so that the adapter changes the tokens)."""
+def adapter(tiny_mllama_4_tiles, chat_dir, tmp_path_factory):
+    """6 steps of the QLoRA recipe on the tiny model with its tiling (lr raised so that the adapter changes the
+    tokens)."""
     out = tmp_path_factory.mktemp("qlora") / "adapter"
-    argv = ["train-decoder", "--config", str(QLORA), "--model_name_or_path", str(tiny_models["mllama"])]
+    argv = ["train-decoder", "--config", str(QLORA), "--model_name_or_path", str(tiny_mllama_4_tiles)]
     argv += ["--dataset_name", str(chat_dir), "--output_dir", str(out), *CPU_OVERRIDES, "--max_steps", "6"]
     argv += ["--learning_rate", "3e-3", "--warmup_steps", "0", "--max_length", "256", "--max_image_side", "560"]
     argv += ["--num_sample_generations", "0", "--save_strategy", "no", "--logging_steps", "1", "--report_to", "none"]
@@ -82,11 +83,11 @@ def test_missing_bitsandbytes_is_one_line(tiny_models, monkeypatch):
         get_decoder(args)
 
 
-def test_merged_qlora_adapter_generates_the_adapter_models_tokens(adapter, chat_dir, tiny_models, tmp_path):
+def test_merged_qlora_adapter_generates_the_adapter_models_tokens(adapter, chat_dir, tiny_mllama_4_tiles, tmp_path):
     images = [row["images"][0] for row in load_chat_split(chat_dir, "validation")]
     model_args = DecoderModelConfig(**json.loads((adapter / "run_args.json").read_text())["model_args"])
     base_4bit = AutoModelForImageTextToText.from_pretrained(
-        tiny_models["mllama"],
+        tiny_mllama_4_tiles,
         quantization_config=get_quantization_config(model_args),
         device_map={"": "cpu"},
         dtype=torch.float32,

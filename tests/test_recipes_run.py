@@ -55,9 +55,11 @@ def _recipe_id(path: Path) -> str:
     return str(path.relative_to(REPO_ROOT / "recipes"))
 
 
-def _run(stage: str, recipe: Path, model: Path, data: Path, out: Path) -> int:
+def _run(stage: str, recipe: Path, model: Path, data: Path, out: Path, encoder: Path | None = None) -> int:
     keys = yaml.safe_load(recipe.read_text())
     steps = ["--max_steps", "1"]
+    if keys.get("vision_warmup_steps", 0) > 0:  # the warm-up's encoder is a model path too; a few of its steps
+        steps += ["--vision_warmup_encoder", str(encoder), "--vision_warmup_steps", "2"]
     if keys.get("eval_strategy", "no") != "no":
         steps += ["--eval_steps", "1"]
     if keys.get("save_strategy", "steps") != "no":
@@ -108,12 +110,16 @@ def test_encoder_recipe_runs_as_written(recipe, tiny_models, small_prepared_dir,
 
 
 @pytest.mark.parametrize("recipe", DECODER_RECIPES, ids=_recipe_id)
-def test_decoder_recipe_runs_as_written(recipe, tiny_models, small_chat_dir, tmp_path, monkeypatch):
+def test_decoder_recipe_runs_as_written(
+    recipe, tiny_models, tiny_mllama_4_tiles, small_chat_dir, tmp_path, monkeypatch
+):
     out = tmp_path / "out"
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
+    # The real recipes ask for Llama 3.2 Vision's 4 tiles, the smoke recipe's tiny model has 1.
+    model = tiny_models["mllama"] if recipe.stem == "config_smoke" else tiny_mllama_4_tiles
     # QLoRA included: bitsandbytes' CPU backend runs 4-bit layers, so every decoder recipe trains here.
-    assert _run("decoder", recipe, tiny_models["mllama"], small_chat_dir, out) == 0
+    assert _run("decoder", recipe, model, small_chat_dir, out, encoder=tiny_models["siglip"]) == 0
     weights = ("model.safetensors", "adapter_model.safetensors")
     assert any((out / name).is_file() for name in weights)
     _assert_ran_as_written(recipe, out)

@@ -109,6 +109,11 @@ def decoder_argv(tiny_models, data, out, *extra, dataset="decoder"):
         "0",
         "--disable_tqdm",
         "true",
+        # The recipe's vision warm-up, with the fixture's encoder: a resumed run must skip it and still match.
+        "--vision_warmup_encoder",
+        str(tiny_models["siglip"]),
+        "--vision_warmup_steps",
+        "5",
         *extra,
     ]
 
@@ -154,7 +159,12 @@ def step_losses(out: Path) -> dict[int, float]:
 
 @pytest.mark.parametrize(
     ("kind", "extra"),
-    [("encoder", ()), ("decoder", ()), ("decoder", ("--use_peft", "true", "--learning_rate", "0.05"))],
+    [
+        ("encoder", ()),
+        ("decoder", ()),
+        # A LoRA adapter does not store the base's vision tower, so LoRA runs refuse the warm-up.
+        ("decoder", ("--use_peft", "true", "--learning_rate", "0.05", "--vision_warmup_steps", "0")),
+    ],
     ids=["encoder", "decoder", "decoder-lora"],
 )
 def test_sigkill_after_first_checkpoint_resumes_to_uninterrupted_weights(
@@ -211,7 +221,7 @@ def test_checkpoint_of_another_run_is_refused_naming_the_difference(tiny_models,
     capsys.readouterr()
     cases = [
         (("--learning_rate", "1e-4"), "learning_rate 0.003 -> 0.0001"),
-        (("--use_peft", "true"), "use_peft False -> True"),
+        (("--use_peft", "true", "--vision_warmup_steps", "0"), "use_peft False -> True"),  # LoRA takes no warm-up
     ]
     for extra, difference in cases:
         assert medvl(decoder_argv(tiny_models, data, out, *extra, "--resume_from_checkpoint", "last")) == 2
@@ -236,7 +246,7 @@ def test_checkpoint_of_another_run_is_refused_naming_the_difference(tiny_models,
 
 def test_output_dir_of_another_run_is_refused_unless_overwrite(tiny_models, data, tmp_path, capsys):
     out = tmp_path / "decoder"
-    lora = ("--use_peft", "true", "--max_steps", "1", "--save_strategy", "no")
+    lora = ("--use_peft", "true", "--vision_warmup_steps", "0", "--max_steps", "1", "--save_strategy", "no")
     assert medvl(decoder_argv(tiny_models, data, out, *lora)) == 0
     assert (out / "adapter_config.json").is_file()
     capsys.readouterr()

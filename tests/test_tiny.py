@@ -80,8 +80,8 @@ def test_mllama_roundtrip_generates_identical_tokens(tiny_models, tmp_path):
     assert before.shape[1] > inputs["input_ids"].shape[1]
 
 
-def test_mllama_processor_outputs_for_different_aspect_ratios(tiny_models):
-    processor = AutoProcessor.from_pretrained(tiny_models["mllama"])
+def test_mllama_processor_outputs_for_different_aspect_ratios(tiny_mllama_4_tiles):
+    processor = AutoProcessor.from_pretrained(tiny_mllama_4_tiles)
     image_processor = processor.image_processor
     tile, max_tiles = image_processor.size["height"], image_processor.max_image_tiles
     wide, tall = Image.new("RGB", (3 * tile, tile)), Image.new("RGB", (tile, 2 * tile))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import SFTConfig, TrlParser
@@ -42,6 +43,11 @@ def smoke_args(tiny_models, chat_dir, output_dir, *extra):
         str(chat_dir),
         "--output_dir",
         str(output_dir),
+        # The recipe's warm-up with the fixture's (untrained) encoder swapped in, and fewer steps.
+        "--vision_warmup_encoder",
+        str(tiny_models["siglip"]),
+        "--vision_warmup_steps",
+        "20",
         *extra,
     ]
 
@@ -50,7 +56,9 @@ def test_smoke_recipe_loss_falls_and_bleu_rises(tiny_models, chat_dir, tmp_path)
     processor = AutoProcessor.from_pretrained(tiny_models["mllama"])
     untrained = AutoModelForImageTextToText.from_pretrained(tiny_models["mllama"])
     validation = load_chat_split(chat_dir, "validation")
-    before = log_sample_generations(untrained, processor, validation, max_new_tokens=48)["bleu"]
+    # The same length as the recipe's own sample generations (`sample_max_new_tokens`), which log `validation_bleu`.
+    max_new_tokens = yaml.safe_load(SMOKE.read_text())["sample_max_new_tokens"]
+    before = log_sample_generations(untrained, processor, validation, max_new_tokens=max_new_tokens)["bleu"]
 
     out = tmp_path / "decoder"
     assert medvl(smoke_args(tiny_models, chat_dir, out, "--num_train_epochs", "5")) == 0
@@ -70,7 +78,9 @@ def test_smoke_recipe_loss_falls_and_bleu_rises(tiny_models, chat_dir, tmp_path)
         assert (out / name).is_file(), name
     # The saved folder reloads and reproduces the logged score.
     trained = AutoModelForImageTextToText.from_pretrained(out)
-    reloaded = log_sample_generations(trained, AutoProcessor.from_pretrained(out), validation, max_new_tokens=48)
+    reloaded = log_sample_generations(
+        trained, AutoProcessor.from_pretrained(out), validation, max_new_tokens=max_new_tokens
+    )
     assert reloaded["bleu"] == pytest.approx(after)
 
 
@@ -84,7 +94,18 @@ def test_lora_touches_no_vision_tower_parameter(tiny_models, chat_dir, tmp_path)
     assert all(".lora_" in name for name, p in model.named_parameters() if p.requires_grad)
 
     out = tmp_path / "lora"
-    args = ["--use_peft", "true", "--max_steps", "2", "--num_sample_generations", "0", "--learning_rate", "0.05"]
+    args = [
+        "--use_peft",
+        "true",
+        "--vision_warmup_steps",
+        "0",
+        "--max_steps",
+        "2",
+        "--num_sample_generations",
+        "0",
+        "--learning_rate",
+        "0.05",
+    ]
     assert medvl(smoke_args(tiny_models, chat_dir, out, *args)) == 0
     saved = load_file(out / "adapter_model.safetensors")
     assert saved and not any("vision_model" in key for key in saved)
@@ -101,11 +122,11 @@ def test_freeze_language_model_trains_only_cross_attention(tiny_models):
 
 
 def test_tile_count_other_than_the_models_is_refused(tiny_models):
-    args = DecoderModelConfig(model_name_or_path=str(tiny_models["mllama"]), max_image_tiles=1)
-    with pytest.raises(MedvlError, match=r"max_image_tiles=1, but .* takes exactly 4 tiles"):
+    args = DecoderModelConfig(model_name_or_path=str(tiny_models["mllama"]), max_image_tiles=4)
+    with pytest.raises(MedvlError, match=r"max_image_tiles=4, but .* takes exactly 1 tile\(s\)"):
         get_processor(args)
-    args.max_image_tiles = 4
-    assert get_processor(args).image_processor.max_image_tiles == 4
+    args.max_image_tiles = 1
+    assert get_processor(args).image_processor.max_image_tiles == 1
 
 
 def test_bad_dataset_row_is_named(tiny_models, tmp_path, capsys):

@@ -123,7 +123,7 @@ class VisionSFTCollator:
             texts.append(self._render(messages))
             spans.append(self._assistant_spans(messages, texts[-1], where) if self.loss_on == "assistant" else [])
             raw_images = example.get("images") if example.get("images") is not None else [example["image"]]
-            images.append([self._load(image, where) for image in raw_images])
+            images.append([self.load_image(image, where) for image in raw_images])
             wheres.append(where)
 
         batch = self.processor(
@@ -175,7 +175,8 @@ class VisionSFTCollator:
                 batch[key] = batch[key][:, :length]
         return dict(batch)
 
-    def _load(self, image: Any, where: str) -> PILImage.Image:
+    def load_image(self, image: Any, where: str) -> PILImage.Image:
+        """Open one image as training does (`image_root`, `max_image_side`); `where` names it in errors."""
         image = open_image(image, self.image_root, where)
         if self.max_image_side is not None and max(image.size) > self.max_image_side:
             image = image.copy()

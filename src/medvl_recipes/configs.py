@@ -202,6 +202,18 @@ class DecoderModelConfig(ModelConfig):
         max_image_tiles (`int`, *optional*):
             Tiles per image the processor pads to (Llama 3.2 Vision: 4 tiles of 560 px). Must equal the model's
             `vision_config.max_num_tiles`; it is checked, not changed. Use `max_image_side` for smaller inputs.
+        vision_warmup_steps (`int`, *optional*, defaults to `0`):
+            Steps of a vision warm-up before SFT (`medvl_recipes.vision_warmup`; 0 turns it off). The vision tower
+            learns the modality, region and findings the training reports name and, with `vision_warmup_encoder`,
+            the fine-tuned SigLIP's image embeddings. Skipped on resume (the checkpoint has its result).
+        vision_warmup_encoder (`str`, *optional*):
+            A fine-tuned SigLIP (`medvl train-encoder` output) distilled into the tower during the warm-up.
+        vision_warmup_concepts (`bool`, *optional*, defaults to `True`):
+            Include the report concepts in the warm-up.
+        vision_warmup_learning_rate (`float`, *optional*, defaults to `1e-3`):
+            Its learning rate.
+        vision_warmup_batch_size (`int`, *optional*, defaults to `32`):
+            Its images per step.
     """
 
     freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision encoder's weights fixed."})
@@ -216,6 +228,24 @@ class DecoderModelConfig(ModelConfig):
         default=None,
         metadata={"help": "Tiles per image; must equal the model's vision_config.max_num_tiles (checked)."},
     )
+    vision_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Steps of a vision warm-up before SFT (0: none): the vision tower learns the training reports' "
+            "modality, region and findings, and the vision_warmup_encoder's image embeddings (medvl_recipes."
+            "vision_warmup); skipped on resume."
+        },
+    )
+    vision_warmup_encoder: str | None = field(
+        default=None,
+        metadata={"help": "A fine-tuned SigLIP folder or Hub id to distil into the vision tower during the warm-up."},
+    )
+    vision_warmup_concepts: bool = field(
+        default=True,
+        metadata={"help": "Train the warm-up on the reports' modality, region and findings (the eval's own rules)."},
+    )
+    vision_warmup_learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the vision warm-up."})
+    vision_warmup_batch_size: int = field(default=32, metadata={"help": "Images per step of the vision warm-up."})
 
 
 def get_recipe_path(argv: list[str]) -> str | None:

@@ -68,8 +68,8 @@ def get_processor(model_args) -> ProcessorMixin:
         # sized for `max_num_tiles`: any other count fails deep inside the vision tower with a reshape error.
         if max_tiles != model_tiles:
             raise MedvlError(
-                f"max_image_tiles={max_tiles}, but {model_args.model_name_or_path} takes exactly {model_tiles} tiles "
-                f"per image (vision_config.max_num_tiles); drop max_image_tiles, and use max_image_side to make "
+                f"max_image_tiles={max_tiles}, but {model_args.model_name_or_path} takes exactly {model_tiles} "
+                f"tile(s) per image (vision_config.max_num_tiles); drop max_image_tiles, and use max_image_side to make "
                 "images use fewer of those tiles"
             )
         processor.image_processor.max_image_tiles = max_tiles

@@ -92,10 +92,16 @@ def read_prompt(decoder: str) -> tuple[str | None, str | None]:
     return stored.get("instruction"), stored.get("system_prompt")
 
 
-def _text(content) -> str:
+def message_text(content) -> str:
+    """The text of a message's `content`: a string, or the joined `{"type": "text"}` parts (images skipped)."""
     if isinstance(content, str):
-        return content
+        return content.strip()
     return "".join(part.get("text") or "" for part in content or [] if part.get("type") == "text").strip()
+
+
+def assistant_text(messages: list[dict]) -> str:
+    """The report of a training sample: the text of its last assistant turn ("" when it has none)."""
+    return next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "assistant"), "")
 
 
 def training_prompt(conversations) -> tuple[str, str]:
@@ -111,8 +117,8 @@ def training_prompt(conversations) -> tuple[str, str]:
 
     instructions, systems = Counter(), Counter()
     for messages in conversations:
-        systems[next((_text(m["content"]) for m in messages if m["role"] == "system"), "")] += 1
-        instructions.update(_text(m["content"]) for m in messages if m["role"] == "user")
+        systems[next((message_text(m["content"]) for m in messages if m["role"] == "system"), "")] += 1
+        instructions.update(message_text(m["content"]) for m in messages if m["role"] == "user")
     default = PROMPT_SETS["default"][0]
     instruction = default if default in instructions or not instructions else instructions.most_common(1)[0][0]
     return instruction, systems.most_common(1)[0][0] if systems else DEFAULT_SYSTEM_PROMPT

@@ -31,7 +31,7 @@ from medvl_recipes.errors import MedvlError
 from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
 from medvl_recipes.modeling import check_checkpoint, get_decoder, get_processor, save_checkpoint
-from medvl_recipes.prompts import training_prompt, write_prompt
+from medvl_recipes.prompts import assistant_text, training_prompt, write_prompt
 
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,59 @@ def _write_card_and_push(script_args, training_args, model_args, metrics, recipe
         push_training_output(training_args.output_dir, training_args)
 
 
+def _check_warmup_args(model_args) -> None:
+    if model_args.vision_warmup_steps <= 0:
+        return
+    if model_args.use_peft:
+        # The warm-up changes the base model's vision tower, and the adapter a LoRA run saves does not contain it.
+        raise MedvlError(
+            "vision_warmup_steps > 0 with use_peft: the warm-up trains the base model's vision tower, which a LoRA "
+            "adapter does not save; warm up in a full run (use_peft: false) and train LoRA from its output, or set "
+            "vision_warmup_steps: 0"
+        )
+    if model_args.vision_warmup_encoder:
+        check_checkpoint(model_args.vision_warmup_encoder, "vision_warmup_encoder")
+    elif not model_args.vision_warmup_concepts:
+        raise MedvlError(
+            "vision_warmup_steps > 0 needs something to learn: set vision_warmup_encoder, vision_warmup_concepts or both"
+        )
+
+
+def _warm_up_vision(model, processor, collator, train_dataset, model_args, training_args, resume_from) -> dict:
+    # The vision alignment stage before SFT (`medvl_recipes.vision_warmup`); a resumed run has its weights already.
+    if model_args.vision_warmup_steps <= 0:
+        return {}
+    if resume_from:
+        logger.info("resuming from %s: the vision warm-up is skipped (its result is in the checkpoint)", resume_from)
+        return {}
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from medvl_recipes.vision_warmup import warm_up_vision_tower
+
+    if is_deepspeed_zero3_enabled():
+        # ZeRO-3 partitions the weights while loading, so no process holds the whole vision tower to train.
+        raise MedvlError(
+            "vision_warmup_steps > 0 does not run under DeepSpeed ZeRO-3 (the weights are partitioned at load time); "
+            "warm up in a single-process or DDP run and train ZeRO-3 from its output, or set vision_warmup_steps: 0"
+        )
+    images, reports = [], []
+    for i, row in enumerate(train_dataset):
+        raw = row.get("images") or [row.get("image")]
+        images.append(collator.load_image(raw[0], f"train sample {i}"))
+        reports.append(assistant_text(row["messages"]))
+    return warm_up_vision_tower(
+        model,
+        processor.image_processor,
+        images,
+        encoder=model_args.vision_warmup_encoder,
+        reports=reports if model_args.vision_warmup_concepts else None,
+        steps=model_args.vision_warmup_steps,
+        learning_rate=model_args.vision_warmup_learning_rate,
+        batch_size=model_args.vision_warmup_batch_size,
+        seed=training_args.seed,
+    )
+
+
 def main(script_args, training_args, model_args, recipe: str | None = None):
     set_seed(training_args.seed)
     push_to_hub = take_over_push(training_args)
@@ -78,6 +131,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
     if not script_args.dataset_name:
         raise MedvlError("dataset_name is not set; point it at a `medvl to-chat` folder or a TRL-format dataset")
     check_checkpoint(model_args.model_name_or_path, "model_name_or_path")
+    _check_warmup_args(model_args)
     identity, resume_from = start_run(script_args, training_args, model_args)
 
     # Data
@@ -96,6 +150,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
         too_long=script_args.too_long,
         max_image_side=model_args.max_image_side,
     )
+    warmup_stats = _warm_up_vision(model, processor, collator, train_dataset, model_args, training_args, resume_from)
 
     # Trainer
     trainer = SFTTrainer(
@@ -111,7 +166,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
 
     # Train
     result = trainer.train(resume_from_checkpoint=resume_from)
-    metrics = dict(result.metrics)
+    metrics = dict(result.metrics) | warmup_stats
     if collator.num_dropped:
         logger.warning("%d training samples were dropped as too long for max_length", collator.num_dropped)
 

@@ -15,7 +15,6 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 from medvl_recipes.atomic import atomic_dir
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.jsonl import read_jsonl
-from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, build_messages, get_prompt_set
+from medvl_recipes.prompts import DEFAULT_SYSTEM_PROMPT, build_messages, get_prompt_set, message_text
 
 
 logger = logging.getLogger(__name__)
@@ -48,12 +47,6 @@ def _image_file_name(sample_id: str) -> str:
     # Ids contain ':' and '/' (e.g. "dicom:CT/small.dcm"); the hash keeps sanitised names unique.
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id).strip("._")[:80]
     return f"{safe}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}.png"
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text") or "" for part in content or [] if part.get("type") == "text")
 
 
 def _num_image_parts(messages: list[dict], image_token: str | None) -> int:
@@ -87,9 +80,7 @@ def check_chat_example(example: dict, where: str, image_token: str | None = None
     messages = example.get("messages")
     if not isinstance(messages, list) or not messages:
         raise MedvlError(f"{where}: no `messages` list; each line needs the chat-JSONL layout of `medvl to-chat`")
-    if not any(
-        message.get("role") == "assistant" and _text_of(message.get("content")).strip() for message in messages
-    ):
+    if not any(message.get("role") == "assistant" and message_text(message.get("content")) for message in messages):
         raise MedvlError(
             f"{where}: the chat has no (non-empty) assistant turn, so there is nothing to learn; add the report as an "
             "assistant message or drop the sample"

@@ -217,12 +217,19 @@ def _open_cross_attention(model: MllamaForConditionalGeneration) -> None:
             module.weight.normal_(0.0, CROSS_ATTENTION_INIT_SCALE / module.weight.shape[1] ** 0.5)
 
 
-def build_tiny_mllama(output_dir: str | Path, *, seed: int = 0, corpus: list[str] | None = None) -> Path:
+def build_tiny_mllama(
+    output_dir: str | Path, *, seed: int = 0, corpus: list[str] | None = None, max_tiles: int = 1
+) -> Path:
     """Write a tiny random `MllamaForConditionalGeneration` and its `MllamaProcessor` to `output_dir`.
 
     The vision tower keeps Llama 3.2 Vision's structure (tiles, aspect-ratio embeddings, local + global
     encoders, intermediate-layer features) and the language model keeps its interleaved cross-attention
     layers, at a size a CPU trains in minutes.
+
+    One 112-px tile is the default: with four, each of the 8x8 patches of a tile sees a quarter of the image at
+    the same cost per patch, the random tower learned the study type from the sample data at half the rate, and a
+    training step took 4-6x longer (docs/benchmarks.md, "Decoder grounding"). `max_tiles=4` keeps the real model's
+    tiling (its `supported_aspect_ratios` are the transformers default for four tiles).
 
     Args:
         output_dir (`str` or `Path`):
@@ -232,12 +239,16 @@ def build_tiny_mllama(output_dir: str | Path, *, seed: int = 0, corpus: list[str
             Seeds the tokenizer corpus and the weight initialisation.
         corpus (`list[str]`, *optional*):
             Texts to train the tokenizer on; defaults to the sample-data report grammar.
+        max_tiles (`int`, *optional*, defaults to `1`):
+            Tiles per image (`vision_config.max_num_tiles` and the processor's `max_image_tiles`): 1 or 4.
     """
+    if max_tiles not in (1, 4):
+        raise MedvlError(f"max_tiles must be 1 or 4, got {max_tiles}")
     output_dir = Path(output_dir)
     corpus = corpus if corpus is not None else _training_corpus(seed)
     tokenizer = build_llama_tokenizer(corpus)
     image_token_id = tokenizer.convert_tokens_to_ids("<|image|>")
-    tile_size, max_tiles = 112, 4
+    tile_size = 112
     vision_hidden, intermediate_layers = 64, [1, 3]
     config = MllamaConfig(
         vision_config={
@@ -249,6 +260,8 @@ def build_tiny_mllama(output_dir: str | Path, *, seed: int = 0, corpus: list[str
             "image_size": tile_size,
             "patch_size": 14,
             "max_num_tiles": max_tiles,
+            # Mllama's config lists the tile layouts for 4 tiles by default and requires them for any other count.
+            **({"supported_aspect_ratios": [[1, 1]]} if max_tiles == 1 else {}),
             "intermediate_layers_indices": intermediate_layers,
             # The projector input is the final hidden state concatenated with the intermediate ones.
             "vision_output_dim": vision_hidden * (len(intermediate_layers) + 1),
@@ -290,7 +303,7 @@ def build_tiny_mllama(output_dir: str | Path, *, seed: int = 0, corpus: list[str
     return output_dir
 
 
-def build_tiny_models(output_dir: str | Path, *, seed: int = 0) -> dict[str, Path]:
+def build_tiny_models(output_dir: str | Path, *, seed: int = 0, max_tiles: int = 1) -> dict[str, Path]:
     """Write both tiny checkpoints under `output_dir` and return `{"siglip": path, "mllama": path}`.
 
     Args:
@@ -298,6 +311,8 @@ def build_tiny_models(output_dir: str | Path, *, seed: int = 0) -> dict[str, Pat
             Parent folder; gets `tiny-siglip/` and `tiny-llama-3.2-vision/`.
         seed (`int`, *optional*, defaults to `0`):
             Same seed, same bytes.
+        max_tiles (`int`, *optional*, defaults to `1`):
+            Tiles per image of the tiny Mllama (see `build_tiny_mllama`).
     """
     output_dir = Path(output_dir)
     try:
@@ -309,7 +324,7 @@ def build_tiny_models(output_dir: str | Path, *, seed: int = 0) -> dict[str, Pat
     corpus = _training_corpus(seed)
     paths = {
         "siglip": build_tiny_siglip(output_dir / SIGLIP_DIRNAME, seed=seed, corpus=corpus),
-        "mllama": build_tiny_mllama(output_dir / MLLAMA_DIRNAME, seed=seed, corpus=corpus),
+        "mllama": build_tiny_mllama(output_dir / MLLAMA_DIRNAME, seed=seed, corpus=corpus, max_tiles=max_tiles),
     }
     for name, path in paths.items():
         logger.info("wrote tiny %s to %s", name, path)
@@ -329,8 +344,16 @@ def cli(argv: list[str] | None = None) -> int:
         "--output-dir", required=True, type=Path, help="Folder to write tiny-siglip/ and tiny-llama-3.2-vision/ into."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed for the tokenizer corpus and weights (default: 0).")
+    parser.add_argument(
+        "--max-tiles",
+        type=int,
+        choices=(1, 4),
+        default=1,
+        help="Tiles per image of the tiny Llama-3.2-Vision: 1 (default; learns the sample data fastest) or 4 (the "
+        "real model's tiling).",
+    )
     args = parser.parse_args(argv)
-    paths = build_tiny_models(args.output_dir, seed=args.seed)
+    paths = build_tiny_models(args.output_dir, seed=args.seed, max_tiles=args.max_tiles)
     for name, path in paths.items():
         print_path = path.resolve()
         logger.info("%s: %s", name, print_path)
