@@ -146,7 +146,7 @@ def test_real_data_block_names_files_and_commands_that_exist():
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_quickstart_table_runs_as_written(tmp_path):
-    """The whole chain: about 2 min on a quiet 2-core machine (`make quickstart`'s time, docs/benchmarks.md), over
+    """The whole chain: about 5 min on a quiet 2-core machine (`make quickstart`'s time, docs/benchmarks.md), over
     15 min on a loaded one, so it is marked slow (`make test-slow`)."""
     for folder in ("recipes", "eval"):
         (tmp_path / folder).symlink_to(REPO_ROOT / folder)
