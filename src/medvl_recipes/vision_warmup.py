@@ -134,7 +134,6 @@ def warm_up_vision_tower(
 
     heads, targets = _objectives(tower.config.vision_output_dim, images, encoder, reports, device, seed)
     heads.to(device, dtype)
-    inputs = image_processor([[image.convert("RGB")] for image in images], return_tensors="pt")
 
     generator = torch.Generator().manual_seed(seed)
     requires_grad = [p.requires_grad for p in parameters]
@@ -147,11 +146,13 @@ def warm_up_vision_tower(
     try:
         for _ in tqdm(range(steps), desc="vision warm-up", unit="step"):
             index = torch.randint(0, len(images), (min(batch_size, len(images)),), generator=generator)
+            # Tiled per batch, not all at once: a real dataset's 4-tile pixel values would not fit in memory.
+            inputs = image_processor([[images[i].convert("RGB")] for i in index.tolist()], return_tensors="pt")
             features = pooled_features(
                 tower,
-                inputs["pixel_values"][index].to(device, dtype),
-                inputs["aspect_ratio_ids"][index].to(device),
-                inputs["aspect_ratio_mask"][index].to(device),
+                inputs["pixel_values"].to(device, dtype),
+                inputs["aspect_ratio_ids"].to(device),
+                inputs["aspect_ratio_mask"].to(device),
             )
             loss = _loss(heads, targets, features, index)
             optimizer.zero_grad(set_to_none=True)
