@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import logging
 import sys
+from collections.abc import Sequence
 
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer, TrlParser
@@ -69,6 +70,24 @@ def _write_card_and_push(script_args, training_args, model_args, metrics, recipe
         push_training_output(training_args.output_dir, training_args)
 
 
+class _TrainImages(Sequence):
+    """The training split's first image per sample, opened as the collator opens it, when asked for (a real split's
+    decoded images would not all fit in memory)."""
+
+    def __init__(self, dataset, collator: VisionSFTCollator):
+        self.dataset, self.collator = dataset, collator
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row = self.dataset[index]
+        raw = row.get("images") or [row.get("image")]
+        return self.collator.load_image(raw[0], f"train sample {index}")
+
+
 def _check_warmup_args(model_args) -> None:
     if model_args.vision_warmup_steps <= 0:
         return
@@ -104,15 +123,11 @@ def _warm_up_vision(model, processor, collator, train_dataset, model_args, train
             "vision_warmup_steps > 0 does not run under DeepSpeed ZeRO-3 (the weights are partitioned at load time); "
             "warm up in a single-process or DDP run and train ZeRO-3 from its output, or set vision_warmup_steps: 0"
         )
-    images, reports = [], []
-    for i, row in enumerate(train_dataset):
-        raw = row.get("images") or [row.get("image")]
-        images.append(collator.load_image(raw[0], f"train sample {i}"))
-        reports.append(assistant_text(row["messages"]))
+    reports = [assistant_text(messages) for messages in train_dataset["messages"]]
     return warm_up_vision_tower(
         model,
         processor.image_processor,
-        images,
+        _TrainImages(train_dataset, collator),
         encoder=model_args.vision_warmup_encoder,
         reports=reports if model_args.vision_warmup_concepts else None,
         steps=model_args.vision_warmup_steps,

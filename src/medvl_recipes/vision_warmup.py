@@ -80,7 +80,7 @@ def report_concepts(reports: list[str]) -> dict:
 def warm_up_vision_tower(
     model,
     image_processor,
-    images: list,
+    images,
     *,
     encoder: str | None = None,
     reports: list[str] | None = None,
@@ -97,8 +97,8 @@ def warm_up_vision_tower(
             The decoder.
         image_processor (`MllamaImageProcessor`):
             The decoder's image processor (tiles, aspect-ratio ids), as in training.
-        images (`list[PIL.Image.Image]`):
-            The training images.
+        images (`Sequence[PIL.Image.Image]`):
+            The training images (a list, or a sequence that opens each one when indexed or sliced).
         encoder (`str`, *optional*):
             A fine-tuned SigLIP folder or Hub id (`medvl train-encoder` output): adds the distillation term.
         reports (`list[str]`, *optional*):

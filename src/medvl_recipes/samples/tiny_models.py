@@ -226,9 +226,9 @@ def build_tiny_mllama(
     encoders, intermediate-layer features) and the language model keeps its interleaved cross-attention
     layers, at a size a CPU trains in minutes.
 
-    One 112-px tile is the default: with four, each of the 8x8 patches of a tile sees a quarter of the image at
-    the same cost per patch, the random tower learned the study type from the sample data at half the rate, and a
-    training step took 4-6x longer (docs/benchmarks.md, "Decoder grounding"). `max_tiles=4` keeps the real model's
+    One 112-px tile is the default: with four, each of the 8x8 patches of a tile sees a quarter of the image, and a
+    study-type probe of the random tower on the sample data reached 0.389 accuracy after 80 steps in 35 s, against
+    0.444 in 6 s with one tile (0.625 after 240 steps; docs/benchmarks.md, "Decoder grounding"). `max_tiles=4` keeps the real model's
     tiling (its `supported_aspect_ratios` are the transformers default for four tiles).
 
     Args:
