@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from transformers import AutoProcessor, SiglipConfig, SiglipModel
 
 from medvl_recipes.export import OnnxEncoder, export_onnx
-from medvl_recipes.inference import TorchEncoder
+from medvl_recipes.retrieval import TorchEncoder
 from medvl_recipes.samples.tiny_models import build_tiny_models
 
 

@@ -269,6 +269,12 @@ CASES = [
      "a LoRA adapter does not save"),
     ("train: model", "dec-vision-warmup-missing", decoder("--vision_warmup_steps", "5", "--vision_warmup_encoder", "{tmp}/nope"),
      "nope: no such folder"),
+    ("train: model", "dec-retrieval-context-no-encoder", decoder("--retrieval_context_k", "3"),
+     "retrieval_context_k > 0 needs retrieval_context_encoder"),
+    ("train: model", "dec-retrieval-context-missing", decoder("--retrieval_context_k", "3",
+     "--retrieval_context_encoder", "{tmp}/nope"), "nope: no such folder"),
+    ("train: model", "dec-retrieval-context-negative", decoder("--retrieval_context_k", "-1"),
+     "retrieval_context_k must be 0 (no context) or positive, got -1"),
     # --- output folders and resume
     ("train: output/resume", "enc-resume-last-none", encoder("--resume_from_checkpoint", "last"),
      "no complete checkpoint-N folder"),

@@ -119,21 +119,32 @@ def test_bad_inputs_raise_medvl_error(tmp_path):
         update_model_card(tmp_path / "nowhere", repo_id="me/x")
 
 
+@pytest.mark.parametrize("with_context", [False, True], ids=["prompt", "retrieval-context"])
 def test_decoder_card_snippet_reproduces_medvl_generate_token_for_token(
-    tiny_models, sample_raw_dir, tmp_path, monkeypatch
+    tiny_models, sample_raw_dir, tmp_path, monkeypatch, with_context
 ):
     import contextlib
     import io
     import shutil
 
+    from PIL import Image
+
     from medvl_recipes.inference import generate
     from medvl_recipes.prompts import PROMPT_FILE
+    from medvl_recipes.retrieval_context import build_retrieval_context, write_retrieval_context
 
     checkpoint = tmp_path / "decoder"
     shutil.copytree(tiny_models["mllama"], checkpoint)
     # A checkpoint that stores its training prompt: the card must use it, system turn included.
     stored = {"instruction": "Describe the imaging findings.", "system_prompt": "You are a radiologist."}
     (checkpoint / PROMPT_FILE).write_text(json.dumps(stored))
+    if with_context:
+        # ... and one trained with a retrieval context: the card asks with it, as `medvl generate` does.
+        train = sorted((sample_raw_dir / "rocov2_csv").rglob("*.png"))[1:9]
+        images = [Image.open(path).convert("RGB") for path in train]
+        reports = [f"Report of study {i}. There is a mass in the right lung." for i in range(len(train))]
+        context = build_retrieval_context(str(tiny_models["siglip"]), images, [p.stem for p in train], reports, k=2)
+        write_retrieval_context(checkpoint, context)
     write_model_card(checkpoint, stage="decoder", base_model="meta-llama/Llama-3.2-11B-Vision-Instruct")
     snippet = ModelCard.load(checkpoint / "README.md").text.split("## How to load\n")[1].split("```python\n")[1]
     snippet = snippet.split("```")[0]

@@ -143,7 +143,7 @@ def test_crash_mid_run_loses_no_generations(tmp_path, dataset_dir, monkeypatch):
     ]  # fmt: skip
     calls = []
 
-    def crashing(model, processor, images, args):
+    def crashing(model, processor, images, args, context=None):
         calls.append(len(images))
         if len(calls) == 3:
             raise RuntimeError("simulated crash")
@@ -157,7 +157,7 @@ def test_crash_mid_run_loses_no_generations(tmp_path, dataset_dir, monkeypatch):
 
     requested = []
 
-    def resumed(model, processor, images, args):
+    def resumed(model, processor, images, args, context=None):
         requested.append(len(images))
         return ["second run report"] * len(images)
 
@@ -202,7 +202,9 @@ def test_resume_reuses_only_generations_of_the_same_decoder_data_and_prompt(tmp_
         ]  # fmt: skip
 
     calls = []
-    monkeypatch.setattr(runner, "_generate", lambda m, p, images, a: calls.append(len(images)) or ["r"] * len(images))
+    monkeypatch.setattr(
+        runner, "_generate", lambda m, p, images, a, context=None: calls.append(len(images)) or ["r"] * len(images)
+    )
     runner.cli(argv())
     assert sum(calls) == 8 and (out / runner.GENERATION_IDENTITY_FILE).is_file()
     cases = [

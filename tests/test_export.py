@@ -10,8 +10,8 @@ import pytest
 
 from medvl_recipes.cli import main as medvl
 from medvl_recipes.export import OnnxEncoder
-from medvl_recipes.inference import TorchEncoder, generate
-from medvl_recipes.retrieval import retrieval_metrics, retrieval_ranks
+from medvl_recipes.inference import generate
+from medvl_recipes.retrieval import TorchEncoder, retrieval_metrics, retrieval_ranks
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@
 """Multi-node: the Slurm launcher's commands from a fake Slurm environment, and a real 2-machine rendezvous."""
 
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,11 +121,27 @@ def test_launch_slurm_script_refuses_a_missing_recipe(tmp_path):
     assert "recipes/llama-3.2-11b-vision/decoder/config_nope.yaml does not exist" in result.stderr
 
 
+def _wait_all(processes: list[subprocess.Popen], timeout: float) -> None:
+    # Stop waiting as soon as one launcher fails (the other would wait for it in a collective), then kill what is left.
+    deadline = time.monotonic() + timeout
+    try:
+        while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            if any(p.returncode not in (None, 0) for p in processes):
+                break
+            time.sleep(0.5)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 def test_two_machines_global_negatives_match_one_batch(tiny_models, tmp_path):
     """2 machines x 1 process on 127.0.0.1 (c10d), 2 micro-batches of 2 pairs each, `negatives: global`:
     the gradient equals one process on the 8 pairs as one batch."""
     out, port = tmp_path / "grads.pt", free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
+    # LOGLEVEL: the elastic agents log their rendezvous and exit barrier, which is what a hang needs to be read.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "LOGLEVEL": "INFO"}
     processes = []
     for rank in range(2):
         argv, extra_env = accelerate_command(
@@ -138,18 +156,27 @@ def test_two_machines_global_negatives_match_one_batch(tiny_models, tmp_path):
             rdzv_backend="c10d",
             cpu=True,
         )
+        # Both "machines" are this host, where each c10d agent would guess it hosts the store: say which one does.
         # Output goes to files: with pipes, rank 1 blocks on a full pipe while the test reads rank 0's, and rank 0
         # waits for rank 1 in the next collective.
+        launcher = [*argv[:3], "--rdzv_conf", f"is_host={int(rank == 0)}", *argv[3:]]
         with open(tmp_path / f"rank{rank}.log", "w") as log:
             processes.append(
                 subprocess.Popen(
-                    ["nice", "-n", "10", *argv], env={**env, **extra_env}, cwd=tmp_path, stdout=log, stderr=log
+                    ["nice", "-n", "10", *launcher],
+                    env={**env, **extra_env},
+                    cwd=tmp_path,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
                 )
             )
-    for process in processes:
-        process.wait(timeout=300)
+    # Past torch's 300 s exit barrier: an agent whose peer left first waits it out (pytorch/pytorch#69520), then
+    # exits 0.
+    _wait_all(processes, timeout=420)
     logs = [(tmp_path / f"rank{rank}.log").read_text() for rank in range(2)]
-    assert all(process.returncode == 0 for process in processes), "\n".join(log[-3000:] for log in logs)
+    returncodes = [process.returncode for process in processes]
+    assert returncodes == [0, 0], "\n".join(f"--- rank {r} ---\n{log[-4000:]}" for r, log in enumerate(logs))
     saved = torch.load(out)
     assert saved["world_size"] == 2
     ref_loss, ref_grads = reference_grads(tiny_models["siglip"], make_pairs(8))

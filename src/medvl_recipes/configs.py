@@ -214,6 +214,12 @@ class DecoderModelConfig(ModelConfig):
             Its learning rate.
         vision_warmup_batch_size (`int`, *optional*, defaults to `32`):
             Its images per step.
+        retrieval_context_k (`int`, *optional*, defaults to `0`):
+            Reports of similar training images placed in each prompt (`medvl_recipes.retrieval_context`; 0: none).
+            Each training sample gets those of its k nearest training images by `retrieval_context_encoder`, never
+            its own report; the checkpoint stores the index, and generate, eval and the demo ask with it.
+        retrieval_context_encoder (`str`, *optional*):
+            The fine-tuned SigLIP (`medvl train-encoder` output) that finds them; needed when `retrieval_context_k > 0`.
     """
 
     freeze_vision_tower: bool = field(default=True, metadata={"help": "Keep the vision encoder's weights fixed."})
@@ -246,6 +252,17 @@ class DecoderModelConfig(ModelConfig):
     )
     vision_warmup_learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the vision warm-up."})
     vision_warmup_batch_size: int = field(default=32, metadata={"help": "Images per step of the vision warm-up."})
+    retrieval_context_k: int = field(
+        default=0,
+        metadata={
+            "help": "Reports of the k training images nearest to each image by retrieval_context_encoder, placed in "
+            "its prompt (0: none; never the sample's own report); stored with the checkpoint for generate, eval "
+            "and the demo."
+        },
+    )
+    retrieval_context_encoder: str | None = field(
+        default=None, metadata={"help": "The fine-tuned SigLIP folder or Hub id that finds the retrieval context."}
+    )
 
 
 def get_recipe_path(argv: list[str]) -> str | None:

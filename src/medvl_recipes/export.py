@@ -6,7 +6,7 @@ tokenizer) at the top, `OUT/onnx/vision_model.onnx` (`pixel_values` -> `image_em
 (`input_ids` -> `text_embeds`), both with a dynamic batch axis, plus `OUT/onnx/siglip_logits.json` (the logit scale
 and bias that turn a cosine into SigLIP's match probability). `--quantize` adds int8 dynamically quantised copies
 (`*_quantized.onnx`, onnxruntime `quantize_dynamic`). `OnnxEncoder` loads the folder behind the same interface as
-`inference.TorchEncoder`, so `medvl generate --encoder OUT` uses it.
+`retrieval.TorchEncoder`, so `medvl generate --encoder OUT` uses it.
 
 Needs the `export` extra: `pip install "medvl-recipes[export]"` (onnx, onnxruntime).
 
@@ -123,7 +123,7 @@ def export_onnx(encoder: str, output_dir: str | Path, *, quantize: bool = False,
 
 
 class OnnxEncoder:
-    """A `medvl export onnx` folder run with onnxruntime, with the interface of `inference.TorchEncoder`.
+    """A `medvl export onnx` folder run with onnxruntime, with the interface of `retrieval.TorchEncoder`.
 
     Args:
         path (`str` or `Path`):

@@ -36,7 +36,8 @@ import torch
 from medvl_recipes.errors import MedvlError
 from medvl_recipes.imaging import is_dicom, load_image
 from medvl_recipes.prompts import read_prompt
-from medvl_recipes.retrieval import match_probability
+from medvl_recipes.retrieval import TorchEncoder, match_probability
+from medvl_recipes.retrieval_context import load_retrieval_context
 
 
 logger = logging.getLogger(__name__)
@@ -116,27 +117,6 @@ def collect_inputs(
         if count:
             item.id = f"{item.id}#{count}"
     return images
-
-
-class TorchEncoder:
-    """A SigLIP checkpoint behind the interface `medvl generate` needs (also implemented by `export.OnnxEncoder`)."""
-
-    def __init__(self, name_or_path: str, device: str = "cpu"):
-        from medvl_recipes.modeling import load_encoder
-
-        self.model, self.processor = load_encoder(name_or_path, dtype="float32", device=device)
-        self.logit_scale = float(self.model.logit_scale.detach())  # log temperature, as in the checkpoint
-        self.logit_bias = float(self.model.logit_bias.detach())
-
-    def encode_images(self, images, batch_size: int = 32) -> torch.Tensor:
-        from medvl_recipes.retrieval import encode_images
-
-        return encode_images(self.model, self.processor, images, batch_size=batch_size)
-
-    def encode_texts(self, texts, batch_size: int = 32, max_length: int = 64) -> torch.Tensor:
-        from medvl_recipes.retrieval import encode_texts
-
-        return encode_texts(self.model, self.processor, texts, batch_size=batch_size, max_length=max_length)
 
 
 def load_match_encoder(name_or_path: str, device: str = "cpu"):
@@ -241,13 +221,14 @@ def generate(
         started = time.perf_counter()
         model, processor = load_decoder(decoder, dtype=dtype, device=device)
         instruction, system_prompt = read_prompt(decoder)
+        context = load_retrieval_context(decoder, device=str(device))
         match_encoder = load_match_encoder(encoder, device=device) if encoder else None
         index = _build_index(match_encoder, index_dataset, index_split) if index_dataset else None
         logger.info("loaded the models in %.1f s", time.perf_counter() - started)
         progress = tqdm(total=len(todo), desc="generate", unit="image", disable=not show_progress)
         for batch in _batches(todo, batch_size):
             rows = _generate_batch(
-                batch, model, processor, (instruction, system_prompt), max_new_tokens, match_encoder, index, k
+                batch, model, processor, (instruction, system_prompt, context), max_new_tokens, match_encoder, index, k
             )
             with jsonl_path.open("a", encoding="utf-8") as out:
                 out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -259,16 +240,19 @@ def generate(
 
 def _generate_batch(batch, model, processor, prompt, max_new_tokens, match_encoder, index, k) -> list[dict]:
     # One batch of rows: report, its findings and timing, then (with an encoder) similar cases and match score.
+    # `prompt` is (instruction, system prompt, retrieval context or None), as the decoder was trained.
     from medvl_recipes.generation import generate_reports
 
     pil_images = [item.load() for item in batch]
     started = time.perf_counter()
+    context = prompt[2]
     reports = generate_reports(
         model,
         processor,
         pil_images,
         prompt=prompt[0],
         system_prompt=prompt[1],
+        context=context,
         max_new_tokens=max_new_tokens,
         batch_size=len(batch),
         show_progress=False,
@@ -285,6 +269,10 @@ def _generate_batch(batch, model, processor, prompt, max_new_tokens, match_encod
         }
         for item, report in zip(batch, reports, strict=True)
     ]
+    if context is not None:
+        # The prior reports the decoder was shown, by training sample id.
+        for row, cases in zip(rows, context.lookup(pil_images), strict=True):
+            row["retrieval_context"] = [{"id": case["id"], "similarity": case["similarity"]} for case in cases]
     if match_encoder is not None:
         _add_encoder_fields(rows, pil_images, reports, match_encoder, index, k)
     return rows

@@ -7,6 +7,7 @@ asked at inference time in a way it has seen during training.
 """
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -45,14 +46,30 @@ def get_prompt_set(name: str) -> list[str]:
     return PROMPT_SETS[name]
 
 
+# The retrieval context (`medvl_recipes.retrieval_context`): the reports of the most similar training images, placed
+# in the user turn between the image and the instruction.
+CONTEXT_HEADER = "Reports of similar prior studies:"
+
+
+def format_context(reports: Sequence[str]) -> str:
+    """The user-turn text of a retrieval context: `CONTEXT_HEADER`, then one numbered line per report."""
+    lines = [f"{rank}. {' '.join(report.split())}" for rank, report in enumerate(reports, start=1)]
+    return "\n".join([CONTEXT_HEADER, *lines])
+
+
 def build_messages(
-    instruction: str | None = None, system_prompt: str | None = None, *, report: str | None = None
+    instruction: str | None = None,
+    system_prompt: str | None = None,
+    *,
+    report: str | None = None,
+    context: Sequence[str] | None = None,
 ) -> list[dict]:
     """The conversation of one sample in TRL's conversational vision format, for training and for generation.
 
-    A system turn (unless `system_prompt` is `""`), a user turn with one image and the instruction, and, when
-    `report` is given, the assistant's answer. Training (`medvl to-chat`) and generation build their prompts here,
-    so the model is asked at inference exactly as it was trained.
+    A system turn (unless `system_prompt` is `""`), a user turn with one image, the retrieval context (when given)
+    and the instruction, and, when `report` is given, the assistant's answer. Training (`medvl to-chat`,
+    `train-decoder`'s retrieval context) and generation build their prompts here, so the model is asked at inference
+    exactly as it was trained.
 
     Args:
         instruction (`str`, *optional*):
@@ -61,14 +78,39 @@ def build_messages(
             Defaults to `DEFAULT_SYSTEM_PROMPT`; pass `""` for no system turn.
         report (`str`, *optional*):
             The assistant turn (training samples); omitted for a generation request.
+        context (`Sequence[str]`, *optional*):
+            Reports of similar training images (`format_context`), most similar first; none when `None` or empty.
     """
     instruction = PROMPT_SETS["default"][0] if instruction is None else instruction
     system_prompt = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
+    user_text = f"{format_context(context)}\n\n{instruction}" if context else instruction
     messages = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}] if system_prompt else []
-    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]})
+    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]})
     if report is not None:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": report}]})
     return messages
+
+
+def with_context(messages: list[dict], context: Sequence[str]) -> list[dict]:
+    """A copy of a training sample's `messages` whose first user turn has the retrieval `context` before its
+    instruction, as `build_messages(..., context=context)` writes it."""
+    out, done = [], not context
+    for message in messages:
+        if message["role"] == "user" and not done:
+            done, prefix = True, f"{format_context(context)}\n\n"
+            content = message["content"]
+            if isinstance(content, str):
+                content = prefix + content
+            else:
+                content = [dict(part) for part in content]
+                text_part = next((part for part in reversed(content) if part.get("type") == "text"), None)
+                if text_part is None:
+                    content.append({"type": "text", "text": prefix.strip()})
+                else:
+                    text_part["text"] = prefix + (text_part.get("text") or "")
+            message = {**message, "content": content}
+        out.append(message)
+    return out
 
 
 def read_prompt(decoder: str) -> tuple[str | None, str | None]:

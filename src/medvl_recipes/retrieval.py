@@ -110,6 +110,24 @@ def encode_texts(
     return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
 
+class TorchEncoder:
+    """A SigLIP checkpoint behind the interface `medvl generate`, the retrieval context and the vision warm-up use
+    (`encode_images`, `encode_texts`, `logit_scale`, `logit_bias`; also implemented by `export.OnnxEncoder`)."""
+
+    def __init__(self, name_or_path: str, device: str = "cpu"):
+        from medvl_recipes.modeling import load_encoder
+
+        self.model, self.processor = load_encoder(name_or_path, dtype="float32", device=device)
+        self.logit_scale = float(self.model.logit_scale.detach())  # log temperature, as in the checkpoint
+        self.logit_bias = float(self.model.logit_bias.detach())
+
+    def encode_images(self, images, batch_size: int = 32) -> torch.Tensor:
+        return encode_images(self.model, self.processor, images, batch_size=batch_size)
+
+    def encode_texts(self, texts, batch_size: int = 32, max_length: int = 64) -> torch.Tensor:
+        return encode_texts(self.model, self.processor, texts, batch_size=batch_size, max_length=max_length)
+
+
 def retrieval_ranks(image_emb, text_emb, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Rank (1 = best) of each pair's true match: image i among all texts, and text i among all images.
 

@@ -33,6 +33,7 @@ from medvl_recipes.hub.push import push_training_output, take_over_push
 from medvl_recipes.logs import setup_logging
 from medvl_recipes.modeling import check_checkpoint, get_decoder, get_processor, save_checkpoint
 from medvl_recipes.prompts import assistant_text, training_prompt, write_prompt
+from medvl_recipes.retrieval_context import write_retrieval_context
 
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,50 @@ class _TrainImages(Sequence):
         return self.collator.load_image(raw[0], f"train sample {index}")
 
 
+def _check_retrieval_args(model_args) -> None:
+    if model_args.retrieval_context_k < 0:
+        raise MedvlError(
+            f"retrieval_context_k must be 0 (no context) or positive, got {model_args.retrieval_context_k}"
+        )
+    if model_args.retrieval_context_k > 0:
+        if not model_args.retrieval_context_encoder:
+            raise MedvlError(
+                "retrieval_context_k > 0 needs retrieval_context_encoder: the fine-tuned SigLIP (`medvl train-encoder` "
+                "output) that finds each image's similar training reports"
+            )
+        check_checkpoint(model_args.retrieval_context_encoder, "retrieval_context_encoder")
+
+
+def _add_retrieval_context(train_dataset, eval_dataset, collator, model_args, training_args):
+    # Each sample's prompt gets the reports of its nearest training images (`medvl_recipes.retrieval_context`).
+    if model_args.retrieval_context_k <= 0:
+        return train_dataset, eval_dataset, None
+    from medvl_recipes.prompts import with_context
+    from medvl_recipes.retrieval_context import build_retrieval_context
+
+    context = build_retrieval_context(
+        model_args.retrieval_context_encoder,
+        _TrainImages(train_dataset, collator),
+        [str(i) for i in train_dataset["id"]],
+        [assistant_text(messages) for messages in train_dataset["messages"]],
+        k=model_args.retrieval_context_k,
+        device=str(training_args.device),
+    )
+
+    def add(dataset, contexts):
+        return dataset.map(
+            lambda row, i: {"messages": with_context(row["messages"], contexts[i])},
+            with_indices=True,
+            keep_in_memory=True,
+            desc="retrieval context",
+        )
+
+    train_dataset = add(train_dataset, context.training_contexts())
+    if eval_dataset is not None:
+        eval_dataset = add(eval_dataset, context.reports_for(_TrainImages(eval_dataset, collator)))
+    return train_dataset, eval_dataset, context
+
+
 def _check_warmup_args(model_args) -> None:
     if model_args.vision_warmup_steps <= 0:
         return
@@ -137,6 +182,23 @@ def _warm_up_vision(model, processor, collator, train_dataset, model_args, train
     )
 
 
+def _sample_generations(trainer, processor, eval_dataset, script_args, prompt, context) -> dict:
+    # Reports for the test split after training, asked as the checkpoint will be; the first few are logged.
+    from medvl_recipes.generation import log_sample_generations
+
+    samples = log_sample_generations(
+        trainer.accelerator.unwrap_model(trainer.model),
+        processor,
+        eval_dataset,
+        prompt=prompt,
+        context=context,
+        num_logged=script_args.num_sample_generations,
+        max_new_tokens=script_args.sample_max_new_tokens,
+        batch_size=max(trainer.args.per_device_eval_batch_size, 1),
+    )
+    return {f"{script_args.dataset_test_split}_bleu": samples["bleu"]}
+
+
 def main(script_args, training_args, model_args, recipe: str | None = None):
     set_seed(training_args.seed)
     push_to_hub = take_over_push(training_args)
@@ -147,6 +209,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
         raise MedvlError("dataset_name is not set; point it at a `medvl to-chat` folder or a TRL-format dataset")
     check_checkpoint(model_args.model_name_or_path, "model_name_or_path")
     _check_warmup_args(model_args)
+    _check_retrieval_args(model_args)
     identity, resume_from = start_run(script_args, training_args, model_args)
 
     # Data
@@ -166,6 +229,10 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
         max_image_side=model_args.max_image_side,
     )
     warmup_stats = _warm_up_vision(model, processor, collator, train_dataset, model_args, training_args, resume_from)
+    prompt = training_prompt(train_dataset["messages"])  # before the retrieval context joins the user turns
+    train_dataset, eval_dataset, context = _add_retrieval_context(
+        train_dataset, eval_dataset, collator, model_args, training_args
+    )
 
     # Trainer
     trainer = SFTTrainer(
@@ -192,21 +259,12 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
     run_args["training_args"] = training_args.to_dict()
     save_checkpoint(trainer, processor, training_args.output_dir, run_args=run_args)
     if trainer.is_world_process_zero():
-        write_prompt(training_args.output_dir, *training_prompt(train_dataset["messages"]))
+        write_prompt(training_args.output_dir, *prompt)
+        write_retrieval_context(training_args.output_dir, context)
 
     # Evaluate
     if trainer.is_world_process_zero() and script_args.num_sample_generations > 0:
-        from medvl_recipes.generation import log_sample_generations
-
-        samples = log_sample_generations(
-            trainer.accelerator.unwrap_model(trainer.model),
-            processor,
-            eval_dataset,
-            num_logged=script_args.num_sample_generations,
-            max_new_tokens=script_args.sample_max_new_tokens,
-            batch_size=max(training_args.per_device_eval_batch_size, 1),
-        )
-        metrics[f"{script_args.dataset_test_split}_bleu"] = samples["bleu"]
+        metrics |= _sample_generations(trainer, processor, eval_dataset, script_args, prompt, context)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
 

@@ -189,7 +189,7 @@ def _objectives(width: int, images, encoder, reports, device, seed: int) -> tupl
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if encoder is not None:
-            from medvl_recipes.inference import TorchEncoder
+            from medvl_recipes.retrieval import TorchEncoder
 
             targets["encoder"] = TorchEncoder(encoder, device=str(device)).encode_images(images)  # (N, D), unit norm
             heads["encoder"] = torch.nn.Linear(width, targets["encoder"].shape[1])

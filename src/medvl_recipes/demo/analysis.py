@@ -159,7 +159,17 @@ def analyse(
     state.status = f"Generating a report for the {UPLOAD_KINDS[upload.kind]} image…"
     yield state
     extractor = finding_extractor()
-    for text in stream_report(models.decoder, models.decoder_processor, image, max_new_tokens=config.max_new_tokens):
+    context = models.context.reports_for([image])[0] if models.context is not None else None
+    instruction, system_prompt = models.prompt
+    for text in stream_report(
+        models.decoder,
+        models.decoder_processor,
+        image,
+        prompt=instruction,
+        system_prompt=system_prompt,
+        context=context,
+        max_new_tokens=config.max_new_tokens,
+    ):
         state.report = text
         state.findings = extractor.extract(text)
         yield state

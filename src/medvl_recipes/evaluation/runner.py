@@ -93,6 +93,13 @@ class EvalArguments:
             "report the drop in finding F1 and BLEU; doubles generation time (`false` to skip)."
         },
     )
+    retrieval_context: bool = field(
+        default=True,
+        metadata={
+            "help": "Ask a decoder trained with a retrieval context with it (the reports of the nearest training "
+            "images, from the index stored in its retrieval_context/); `false` asks without it, an ablation."
+        },
+    )
     model_name: str | None = field(default=None, metadata={"help": "Model name in the model-index block."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset id in the model-index block."})
 
@@ -222,7 +229,7 @@ def _model_info(path: str, model) -> dict:
     return {"name_or_path": path, "revision": model_fingerprint(path), "class": type(model).__name__}
 
 
-def _generate(model, processor, images: list, args: EvalArguments) -> list[str]:
+def _generate(model, processor, images: list, args: EvalArguments, context=None) -> list[str]:
     from medvl_recipes.generation import generate_reports
     from medvl_recipes.prompts import read_prompt
 
@@ -234,6 +241,7 @@ def _generate(model, processor, images: list, args: EvalArguments) -> list[str]:
         images,
         prompt=args.prompt if args.prompt is not None else stored_instruction,
         system_prompt=args.system_prompt if args.system_prompt is not None else stored_system,
+        context=context,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         show_progress=False,
@@ -280,6 +288,7 @@ def generation_identity(args: EvalArguments, decoder_info: dict) -> dict:
         "prompt": args.prompt,
         "system_prompt": args.system_prompt,
         "max_new_tokens": args.max_new_tokens,
+        "retrieval_context": decoder_info.get("retrieval_context"),
     }
 
 
@@ -307,7 +316,7 @@ def _generation_line(sample_id: str, reference, generation: str) -> str:
 
 
 def generate_with_resume(
-    model, processor, samples: Samples, args: EvalArguments, identity: dict | None = None
+    model, processor, samples: Samples, args: EvalArguments, identity: dict | None = None, context=None
 ) -> list[str]:
     """Generate a report per sample, appending each finished batch to `generations.jsonl` (flushed, fsynced).
 
@@ -319,6 +328,7 @@ def generate_with_resume(
         samples (`Samples`): samples with images.
         args (`EvalArguments`): batch size, generation options, output folder, resume flag.
         identity (`dict`, *optional*): `generation_identity(args, ...)`; without it nothing is checked or recorded.
+        context (`RetrievalContext`, *optional*): the decoder's retrieval context (`load_retrieval_context`).
     """
     output_dir = Path(args.output_dir)
     partial = output_dir / report_io.GENERATIONS_FILE
@@ -344,7 +354,7 @@ def generate_with_resume(
         for start in range(0, len(todo), args.batch_size):
             rows = todo[start : start + args.batch_size]
             images = [samples.images[i] for i in rows]
-            texts = _generate(model, processor, images, args)
+            texts = _generate(model, processor, images, args, context)
             if len(texts) != len(rows):
                 raise MedvlError(f"generation returned {len(texts)} reports for {len(rows)} images")
             for i, text in zip(rows, texts, strict=True):
@@ -368,7 +378,7 @@ def _read_finished_swaps(output_dir: Path) -> dict[str, tuple[str, str]]:
     return done
 
 
-def generate_swap_control(model, processor, samples: Samples, args: EvalArguments) -> None:
+def generate_swap_control(model, processor, samples: Samples, args: EvalArguments, context=None) -> None:
     """The image-swap control: set `samples.swap_generations[i]`, generated from `samples.images[swap_image_of[i]]`.
 
     The derangement is seeded with `args.seed`, so two runs on the same samples swap the same images. Finished
@@ -379,6 +389,7 @@ def generate_swap_control(model, processor, samples: Samples, args: EvalArgument
         model, processor: the decoder and its processor.
         samples (`Samples`): samples with images and their own generations.
         args (`EvalArguments`): batch size, generation options, seed, output folder, resume flag.
+        context (`RetrievalContext`, *optional*): the decoder's retrieval context; it follows the swapped image.
     """
     from medvl_recipes.evaluation.grounding import image_swap_generations, swap_derangement
 
@@ -406,7 +417,7 @@ def generate_swap_control(model, processor, samples: Samples, args: EvalArgument
 
         write(list(done), list(done.values()))  # a second crash keeps the reused ones too
         texts, perm = image_swap_generations(
-            lambda images: _generate(model, processor, images, args),
+            lambda images: _generate(model, processor, images, args, context),
             samples.images,
             seed=args.seed,
             batch_size=args.batch_size,
@@ -554,6 +565,19 @@ def _add_controls(payload, args, samples, inputs, results, stats, train_image_em
         payload["baselines"] = _score_baselines(args, inputs, results, stats, train_image_emb)
 
 
+def _retrieval_context(args: EvalArguments, device):
+    # The decoder's stored retrieval context, unless the run asks without it (`--retrieval_context false`).
+    from medvl_recipes.retrieval_context import load_retrieval_context
+
+    context = load_retrieval_context(args.decoder, device=str(device))
+    if context is not None and not args.retrieval_context:
+        logger.info(
+            "%s was trained with a retrieval context; asking without it (--retrieval_context false)", args.decoder
+        )
+        return None
+    return context
+
+
 def run_evaluation(args: EvalArguments) -> dict:
     """Run an evaluation end to end and write every output to `args.output_dir`.
 
@@ -585,11 +609,13 @@ def run_evaluation(args: EvalArguments) -> dict:
             raise MedvlError(f"{samples.source} has no `image` column; a decoder needs images")
         decoder, processor = load_decoder(args.decoder, dtype=dtype, device=device)
         models["decoder"] = _model_info(args.decoder, decoder)
+        context = _retrieval_context(args, device)
+        models["decoder"]["retrieval_context"] = context.settings if context is not None else None
         identity = generation_identity(args, models["decoder"])
-        samples.generations = generate_with_resume(decoder, processor, samples, args, identity)
+        samples.generations = generate_with_resume(decoder, processor, samples, args, identity, context)
         if args.image_swap_control:
-            generate_swap_control(decoder, processor, samples, args)
-        del decoder
+            generate_swap_control(decoder, processor, samples, args, context)
+        del decoder, context
 
     # Embeddings
     inputs = MetricInputs(

@@ -148,13 +148,22 @@ model_id = "{model_id}"
 {load_model}
 processor = AutoProcessor.from_pretrained(model_id)
 
-messages = {messages}
-prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
 image = Image.open("chest_xray.png").convert("RGB")
+{messages}
+prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
 inputs = processor(images=[[image]], text=[prompt], add_special_tokens=False, return_tensors="pt").to(model.device)
 inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
 output = model.generate(**inputs, max_new_tokens=128, do_sample=False)
 print(processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())"""
+
+# A decoder trained with a retrieval context is asked with the reports of the training images nearest to the image,
+# found by the encoder stored with it (`medvl_recipes.retrieval_context`).
+_CONTEXT_MESSAGES = """from medvl_recipes.prompts import build_messages
+from medvl_recipes.retrieval_context import load_retrieval_context
+
+# Trained with a retrieval context: the prompt carries the reports of the training images nearest to this one.
+context = load_retrieval_context(model_id).reports_for([image])[0]
+messages = build_messages({instruction!r}, {system_prompt!r}, context=context)"""
 
 _DECODER_LOAD_FULL = "model = AutoModelForImageTextToText.from_pretrained(model_id).eval()"
 _DECODER_LOAD_ADAPTER = """from peft import PeftModel
@@ -281,8 +290,13 @@ def _how_to_load(output_dir: Path, stage: str, base_model: str, is_adapter: bool
         return _ENCODER_LOAD.format(model_id=output_dir.as_posix())
     load_model = _DECODER_LOAD_ADAPTER.format(base_model=base_model) if is_adapter else _DECODER_LOAD_FULL
     from medvl_recipes.prompts import build_messages, read_prompt
+    from medvl_recipes.retrieval_context import CONTEXT_DIR
 
-    messages = json.dumps(build_messages(*read_prompt(str(output_dir))), ensure_ascii=False)
+    instruction, system_prompt = read_prompt(str(output_dir))
+    if (output_dir / CONTEXT_DIR).is_dir():
+        messages = _CONTEXT_MESSAGES.format(instruction=instruction, system_prompt=system_prompt)
+    else:
+        messages = f"messages = {json.dumps(build_messages(instruction, system_prompt), ensure_ascii=False)}"
     return _DECODER_LOAD.format(model_id=output_dir.as_posix(), load_model=load_model, messages=messages)
 
 
