@@ -413,13 +413,33 @@ def test_load_models_reads_a_lora_adapter(tiny_models, tmp_path):
         torch.testing.assert_close(models.decoder(input_ids=ids).logits, peft_model(input_ids=ids).logits)
 
 
-def test_analyse_streams_the_greedy_report(tiny_models, tmp_path):
+@pytest.mark.parametrize("trained_prompt", [False, True], ids=["defaults", "stored-prompt-and-retrieval-context"])
+def test_analyse_streams_the_greedy_report(tiny_models, tmp_path, trained_prompt):
+    import shutil
+
+    from medvl_recipes.data.prepared import load_prepared_split
     from medvl_recipes.demo.analysis import analyse
     from medvl_recipes.generation import generate_reports
+    from medvl_recipes.prompts import read_prompt, write_prompt
+    from medvl_recipes.retrieval_context import (
+        build_retrieval_context,
+        load_retrieval_context,
+        write_retrieval_context,
+    )
 
     dataset = write_prepared_dataset(tmp_path / "dataset", n_train=2, n_val=4)
+    decoder = str(tiny_models["mllama"])
+    if trained_prompt:
+        # A decoder trained with another instruction and a retrieval context: the demo asks it the same way.
+        decoder = str(shutil.copytree(tiny_models["mllama"], tmp_path / "decoder"))
+        write_prompt(decoder, "Write the radiology report for this image.", "You are a radiologist.")
+        train = load_prepared_split(str(dataset), "train", columns=("image", "text", "id"), setting="test")
+        built = build_retrieval_context(
+            str(tiny_models["siglip"]), [r["image"] for r in train], train["id"], train["text"], k=2
+        )
+        write_retrieval_context(decoder, built)
     config = DemoConfig(
-        decoder=str(tiny_models["mllama"]),
+        decoder=decoder,
         encoder=str(tiny_models["siglip"]),
         index_dataset=str(dataset),
         cache_dir=str(tmp_path / "cache"),
@@ -437,10 +457,19 @@ def test_analyse_streams_the_greedy_report(tiny_models, tmp_path):
     # Cases come first, then the report grows piece by piece, then the final state.
     assert steps[0] == ("", 2, False) and steps[-1][2] and len(steps) >= 4
     assert all(later.startswith(earlier) for earlier, later in zip(reports, reports[1:], strict=False))
+    instruction, system_prompt = read_prompt(decoder)
     expected = generate_reports(
-        models.decoder, models.decoder_processor, [Image.open(image_path)], max_new_tokens=12, show_progress=False
+        models.decoder,
+        models.decoder_processor,
+        [Image.open(image_path)],
+        prompt=instruction,
+        system_prompt=system_prompt,
+        context=load_retrieval_context(decoder),
+        max_new_tokens=12,
+        show_progress=False,
     )[0]
     assert reports[-1] == expected
+    assert (models.context is not None) == trained_prompt
 
 
 # The served app through its API

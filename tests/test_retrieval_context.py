@@ -14,7 +14,7 @@ from medvl_recipes.cli import main as medvl
 from medvl_recipes.data.chat import load_chat_split
 from medvl_recipes.generation import generate_reports
 from medvl_recipes.modeling import load_decoder
-from medvl_recipes.prompts import CONTEXT_HEADER, assistant_text, build_messages, with_context
+from medvl_recipes.prompts import CONTEXT_HEADER, assistant_text, build_messages, read_prompt, with_context
 from medvl_recipes.retrieval import TorchEncoder
 from medvl_recipes.retrieval_context import (
     CONTEXT_DIR,
@@ -67,12 +67,13 @@ def test_the_context_enters_the_user_turn_between_image_and_instruction(tiny_mod
 
 @pytest.fixture(scope="module")
 def trained(tiny_models, tmp_path_factory):
-    """A tiny decoder trained 3 steps with a 2-report retrieval context (the tiny SigLIP finds it)."""
+    """A tiny decoder trained 3 steps with a 2-report retrieval context (the tiny SigLIP finds it), checkpoint-2 saved."""
     root = tmp_path_factory.mktemp("retrieval-context")
     chat_dir = write_chat_dataset(root / "chat", n_train=24, n_val=8, seed=0)
     prepared = write_prepared_dataset(root / "prepared", n_train=24, n_val=8, seed=0)
     out = root / "decoder"
     extra = ["--max_steps", "3", "--num_sample_generations", "2", "--vision_warmup_steps", "0"]
+    extra += ["--save_strategy", "steps", "--save_steps", "2"]
     extra += ["--retrieval_context_k", "2", "--retrieval_context_encoder", str(tiny_models["siglip"])]
     assert medvl(smoke_args(tiny_models, chat_dir, out, *extra)) == 0
     return {"decoder": out, "chat": chat_dir, "prepared": prepared}
@@ -92,6 +93,10 @@ def test_the_checkpoint_stores_the_index_of_the_training_images(tiny_models, tra
     reference = TorchEncoder(str(tiny_models["siglip"])).encode_images(_images(trained["chat"], "train"))
     torch.testing.assert_close(context.index.image_emb, reference)
     torch.testing.assert_close(context.encoder.encode_images(_images(trained["chat"], "train")[:4]), reference[:4])
+    # An intermediate checkpoint is asked as the final model is.
+    in_checkpoint = load_retrieval_context(str(trained["decoder"] / "checkpoint-2"))
+    assert in_checkpoint.settings == context.settings and in_checkpoint.index.ids == context.index.ids
+    assert read_prompt(str(trained["decoder"] / "checkpoint-2")) == read_prompt(str(trained["decoder"]))
     # No training prompt shows the sample its own report.
     for own, shown in zip(context.index.reports, context.training_contexts(), strict=True):
         assert len(shown) == 2 and own.lower() not in {report.lower() for report in shown}

@@ -99,15 +99,26 @@ class RunIdentityCallback(TrainerCallback):
     `trainer_state.json`, so a checkpoint holding `run_identity.json` is complete; `resume_from_checkpoint` only
     resumes from such checkpoints, and only from this run's.
 
+    A decoder run also gives each checkpoint what asking it as trained needs, so `medvl eval --decoder
+    .../checkpoint-N` asks like the final model does: its `prompt.json` and its retrieval context.
+
     Args:
         identity (`dict`): The run's `run_identity(script_args, training_args, model_args)`.
+        prompt (`tuple`, *optional*): `(instruction, system_prompt)` the decoder trains with (`prompts.write_prompt`).
+        context (`RetrievalContext`, *optional*): Its retrieval context (`retrieval_context.write_retrieval_context`).
     """
 
-    def __init__(self, identity: dict) -> None:
-        self.identity = identity
+    def __init__(self, identity: dict, prompt: tuple[str, str] | None = None, context=None) -> None:
+        self.identity, self.prompt, self.context = identity, prompt, context
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             if checkpoint.is_dir():
+                if self.prompt is not None:
+                    from medvl_recipes.prompts import write_prompt
+                    from medvl_recipes.retrieval_context import write_retrieval_context
+
+                    write_prompt(checkpoint, *self.prompt)
+                    write_retrieval_context(checkpoint, self.context)
                 write_run_identity(checkpoint, self.identity)

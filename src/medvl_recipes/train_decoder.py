@@ -242,7 +242,7 @@ def main(script_args, training_args, model_args, recipe: str | None = None):
         eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
         processing_class=processor,
         data_collator=collator,
-        callbacks=[RunIdentityCallback(identity)],
+        callbacks=[RunIdentityCallback(identity, prompt=prompt, context=context)],
     )
     TrainingStatsCallback().add_to(trainer)
 
