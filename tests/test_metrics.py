@@ -315,8 +315,11 @@ def test_modality_agreement_falls_back_to_the_dataset_modality_column():
     references = ["No pleural effusion.", "No pneumothorax.", "No cardiomegaly.", "No nodule."]
     generations = ["PA chest radiograph. No effusion.", "Axial CT of the chest.", "No pleural effusion.", "X-ray."]
     inputs = MetricInputs(generations=generations, references=references, dataset_modalities=["CR", "DX", "CR", "??"])
-    _, stats = compute_metrics(inputs, ["modality_agreement"], n_resamples=0)
+    results, stats = compute_metrics(inputs, ["modality_agreement"], n_resamples=0)
     assert stats["modality_agreement_stats"].tolist() == [[1, 1], [0, 1], [0, 0], [0, 0]]
+    # per_sample.jsonl: an unscored sample has no value, not a disagreement (NaN is left out by the runner).
+    per_sample = results["modality_agreement"].per_sample
+    assert per_sample[:2].tolist() == [100.0, 0.0] and np.isnan(per_sample[2:]).all()
 
 
 def _swap_inputs(generate, n_rounds: int = 3) -> MetricInputs:

@@ -133,7 +133,7 @@ class MetricSpec:
         signature (`Callable[[MetricInputs], str]`, *optional*): a reproducibility signature.
         per_sample_score (`Callable[[MetricInputs], np.ndarray]`, *optional*): the per-sample value written to
             `per_sample.jsonl` when the corpus formula applied to one sample is not the right sentence-level score
-            (BLEU: sacrebleu's sentence BLEU with effective order).
+            (BLEU: sacrebleu's sentence BLEU with effective order); NaN where a sample is not scored (left out).
     """
 
     name: str
@@ -427,10 +427,23 @@ def _study_signature(inputs: MetricInputs) -> str:
     return inputs.study_parser.signature + "|reference-text-then-dataset-modality|percent-of-scored"
 
 
+def _scored_only(stats_fn: Callable[[MetricInputs], np.ndarray]) -> Callable[[MetricInputs], np.ndarray]:
+    # The per-sample value of an agreement: 100 or 0 where the sample is scored, NaN (left out of per_sample.jsonl)
+    # where it is not, so that an unscored sample does not read as a disagreement.
+    def per_sample(inputs: MetricInputs) -> np.ndarray:
+        stats = stats_fn(inputs)
+        return np.where(stats[:, 1] > 0, 100.0 * stats[:, 0], np.nan)
+
+    return per_sample
+
+
 _AGREE = {"higher_is_better": True, "requires": TEXT, "signature": _study_signature}
-register_metric("modality_agreement", stats=modality_agreement_stats, **_AGREE)(_percent_mean)
-register_metric("region_agreement", stats=region_agreement_stats, **_AGREE)(_percent_mean)
-register_metric("study_agreement", stats=study_agreement_stats, **_AGREE)(_percent_mean)
+for _name, _stats in (
+    ("modality_agreement", modality_agreement_stats),
+    ("region_agreement", region_agreement_stats),
+    ("study_agreement", study_agreement_stats),
+):
+    register_metric(_name, stats=_stats, per_sample_score=_scored_only(_stats), **_AGREE)(_percent_mean)
 
 
 def swap_finding_stats_vs_ground_truth(inputs: MetricInputs) -> np.ndarray:

@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -671,7 +672,11 @@ def _write_outputs(output_dir, args, samples, inputs, results, stats, payload, e
             row["generation"] = samples.generations[i]
             row["findings_generation"] = extractor.extract(samples.generations[i])
         _grounding_fields(row, i, samples, inputs)
-        row["scores"] = {name: float(r.per_sample[i]) for name, r in results.items() if r.per_sample is not None}
+        row["scores"] = {
+            name: float(r.per_sample[i])
+            for name, r in results.items()
+            if r.per_sample is not None and math.isfinite(r.per_sample[i])
+        }
         rows.append(row)
     report_io.write_per_sample(output_dir / report_io.PER_SAMPLE_FILE, rows)
     report_io.save_stats(output_dir / report_io.STATS_FILE, samples.ids, stats)
