@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 quickstart: install
 	@mkdir -p $(QS)
 	$(OFFLINE) $(BIN)/medvl tiny-models --output-dir $(QS)/models
-	$(OFFLINE) $(BIN)/medvl sample-data --output-dir $(QS)/raw --overwrite
+	$(OFFLINE) $(BIN)/medvl sample-data --output-dir $(QS)/raw --num-studies 900 --overwrite
 	$(OFFLINE) $(BIN)/medvl prepare --config recipes/data/sample.yaml --data-root $(QS)/raw --output-dir $(QS)/dataset
 	$(OFFLINE) $(BIN)/medvl to-chat --dataset $(QS)/dataset --output-dir $(QS)/chat
 	$(OFFLINE) $(BIN)/medvl train-encoder --config recipes/siglip-base-patch16-224/encoder/config_smoke.yaml \
