@@ -131,9 +131,10 @@ class MetricSpec:
         per_sample (`bool`): whether to write the per-sample value to `per_sample.jsonl`.
         scale (`str`): "percent", "cosine", "probability" or "rank" (plots group metrics by scale).
         signature (`Callable[[MetricInputs], str]`, *optional*): a reproducibility signature.
-        per_sample_score (`Callable[[MetricInputs], np.ndarray]`, *optional*): the per-sample value written to
-            `per_sample.jsonl` when the corpus formula applied to one sample is not the right sentence-level score
-            (BLEU: sacrebleu's sentence BLEU with effective order); NaN where a sample is not scored (left out).
+        per_sample_score (`Callable[[MetricInputs, np.ndarray], np.ndarray]`, *optional*): the per-sample value
+            written to `per_sample.jsonl`, from the inputs and the per-sample stats, when the corpus formula applied to
+            one sample is not the right sentence-level score (BLEU: sacrebleu's sentence BLEU with effective order;
+            agreements: none where the sample is not scored). NaN leaves the sample's value out.
     """
 
     name: str
@@ -146,7 +147,7 @@ class MetricSpec:
     per_sample: bool = True
     scale: str = "percent"
     signature: Callable[[MetricInputs], str] | None = None
-    per_sample_score: Callable[[MetricInputs], np.ndarray] | None = None
+    per_sample_score: Callable[[MetricInputs, np.ndarray], np.ndarray] | None = None
 
 
 METRICS: dict[str, MetricSpec] = {}
@@ -211,7 +212,7 @@ def bleu_stats(inputs: MetricInputs) -> np.ndarray:
     return _bleu_stats_of(inputs, inputs.generations)
 
 
-def sentence_bleu(inputs: MetricInputs) -> np.ndarray:
+def sentence_bleu(inputs: MetricInputs, stats: np.ndarray) -> np.ndarray:
     """Per-sample BLEU: sacrebleu's `sentence_score` with effective order (no zero for a short exact match)."""
     from sacrebleu.metrics import BLEU
 
@@ -427,23 +428,21 @@ def _study_signature(inputs: MetricInputs) -> str:
     return inputs.study_parser.signature + "|reference-text-then-dataset-modality|percent-of-scored"
 
 
-def _scored_only(stats_fn: Callable[[MetricInputs], np.ndarray]) -> Callable[[MetricInputs], np.ndarray]:
+def _percent_where_scored(inputs: MetricInputs, stats: np.ndarray) -> np.ndarray:
     # The per-sample value of an agreement: 100 or 0 where the sample is scored, NaN (left out of per_sample.jsonl)
     # where it is not, so that an unscored sample does not read as a disagreement.
-    def per_sample(inputs: MetricInputs) -> np.ndarray:
-        stats = stats_fn(inputs)
-        return np.where(stats[:, 1] > 0, 100.0 * stats[:, 0], np.nan)
-
-    return per_sample
+    return np.where(stats[:, 1] > 0, 100.0 * stats[:, 0], np.nan)
 
 
-_AGREE = {"higher_is_better": True, "requires": TEXT, "signature": _study_signature}
-for _name, _stats in (
-    ("modality_agreement", modality_agreement_stats),
-    ("region_agreement", region_agreement_stats),
-    ("study_agreement", study_agreement_stats),
-):
-    register_metric(_name, stats=_stats, per_sample_score=_scored_only(_stats), **_AGREE)(_percent_mean)
+_AGREE = {
+    "higher_is_better": True,
+    "requires": TEXT,
+    "signature": _study_signature,
+    "per_sample_score": _percent_where_scored,
+}
+register_metric("modality_agreement", stats=modality_agreement_stats, **_AGREE)(_percent_mean)
+register_metric("region_agreement", stats=region_agreement_stats, **_AGREE)(_percent_mean)
+register_metric("study_agreement", stats=study_agreement_stats, **_AGREE)(_percent_mean)
 
 
 def swap_finding_stats_vs_ground_truth(inputs: MetricInputs) -> np.ndarray:
@@ -696,7 +695,7 @@ def _compute_one(name, inputs, stats_cache, counts, n_resamples, seed, confidenc
         low = high = value
     per_sample = None
     if spec.per_sample_score is not None:
-        per_sample = np.asarray(spec.per_sample_score(inputs), dtype=np.float64)
+        per_sample = np.asarray(spec.per_sample_score(inputs, stats), dtype=np.float64)
     elif spec.per_sample:
         per_sample = np.asarray(spec.aggregate(stats), dtype=np.float64)
     return MetricResult(
