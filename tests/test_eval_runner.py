@@ -50,6 +50,23 @@ def _run(argv: list[str]) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
+def test_per_sample_rows_leave_out_the_agreement_of_an_unscored_sample(tmp_path):
+    # Neither text names a modality in s2 (Open-I style): the sample is not scored, and its row must not say 0.
+    rows = [
+        ("s0", "Axial CT of the head. No skull fracture.", "Axial CT of the head. No acute finding."),
+        ("s1", "PA chest radiograph. No pleural effusion.", "Axial CT of the chest. No pleural effusion."),
+        ("s2", "No pleural effusion. No pneumothorax.", "No pleural effusion."),
+    ]
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "reference": r, "generation": g}) + "\n" for i, r, g in rows))
+    out = tmp_path / "run"
+    payload = _run(["--predictions", str(preds), "--output-dir", str(out), "--n-resamples", "20",
+                    "--metrics", "modality_agreement"])  # fmt: skip
+    scores = {row["id"]: row["scores"] for row in map(json.loads, (out / "per_sample.jsonl").read_text().splitlines())}
+    assert scores == {"s0": {"modality_agreement": 100.0}, "s1": {"modality_agreement": 0.0}, "s2": {}}
+    assert payload["metrics"]["modality_agreement"]["value"] == 50.0
+
+
 def test_predictions_run_outputs_and_compare_with_itself(tmp_path, capsys):
     preds = _write_predictions(tmp_path / "preds.jsonl")
     out = tmp_path / "run"
